@@ -1,0 +1,130 @@
+"""Atomic file writes and provenance sidecars.
+
+Every artifact is written to a temporary name beside its target and renamed into place, so a
+killed job never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the target's suffix (or ``suffix``) so that libraries which
+    choose a format by extension (numpy, matplotlib, torch) behave as for the real name.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ext = suffix if suffix is not None else "".join(target.suffixes[-1:])
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{ext}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+
+def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """Write ``frame`` as parquet atomically (index dropped)."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> None:
+    """Write ``payload`` as indented JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def config_hash(config_slice: Any) -> str:
+    """Short stable hash of a JSON-serialisable config slice."""
+    text = json.dumps(config_slice, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def git_commit(start: str | os.PathLike[str] | None = None) -> str:
+    """The commit of the repository holding ``start`` (default: this package), or 'unknown'."""
+    where = Path(start) if start is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+_TRACKED_PACKAGES = ("numpy", "scipy", "torch", "torchvision", "librosa", "scikit-learn", "pandas", "yt-dlp")
+
+
+def package_versions(names: tuple[str, ...] = _TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape numerical results."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_meta(artifact: str | os.PathLike[str], config_slice: Any, seed: int | None = None, **extra: Any) -> Path:
+    """Write the provenance sidecar ``<artifact>.meta.json`` and return its path.
+
+    It records the config slice that produced the artifact, its hash, the seed, the git commit
+    and the versions of the numerical packages.
+    """
+    meta_path = Path(f"{artifact}.meta.json")
+    payload = {
+        "artifact": Path(artifact).name,
+        "config": config_slice,
+        "config_hash": config_hash(config_slice),
+        "seed": seed,
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        **extra,
+    }
+    write_json(meta_path, payload)
+    return meta_path
