@@ -1,0 +1,54 @@
+# soundsup - the two commands a new user needs are `make demo` and `make test`.
+# Both set themselves up: a .venv in the repository root (idempotent), and, for the tests,
+# the Debian packages they drive for real (graphviz, chromium, SLURM + munge).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.soundsup-installed
+CORES ?= 2
+SNAKEMAKE := $(BIN)/snakemake
+
+.PHONY: venv demo test system-deps dag report bench lint clean-demo paper-dry-run
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy --printshellcmds
+	@echo "demo finished: results/table1.csv results/table2.csv results/figures/"
+
+system-deps:
+	bash .ci/system-deps
+
+test: venv system-deps
+	$(BIN)/python -m pytest -ra --durations=15 $(PYTEST_ARGS)
+
+paper-dry-run: venv
+	$(SNAKEMAKE) -n --cores 16 results/table2.csv
+
+dag: venv
+	@mkdir -p docs
+	$(SNAKEMAKE) --configfile configs/demo.yaml --rulegraph | dot -Tsvg > docs/rulegraph.svg
+	$(SNAKEMAKE) --configfile configs/demo.yaml --dag | dot -Tsvg > docs/dag.svg
+	@echo "wrote docs/rulegraph.svg docs/dag.svg"
+
+report: venv
+	$(SNAKEMAKE) --configfile configs/demo.yaml --report results/report.html
+	@echo "wrote results/report.html"
+
+bench: venv
+	for bench in benchmarks/bench_*.py; do $(BIN)/python $$bench || exit 1; done
+
+lint: venv
+	$(SNAKEMAKE) --lint --configfile configs/demo.yaml
+	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/ruff check soundsup workflow_scripts tests benchmarks
+
+clean-demo:
+	rm -rf results resources logs .snakemake

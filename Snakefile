@@ -1,0 +1,25 @@
+# soundsup: teach a CNN to see by listening.
+# The DAG and its file contract are described in README.md; every rule lives in rules/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/world.smk"
+include: "rules/acquire.smk"
+include: "rules/features.smk"
+include: "rules/pretext.smk"
+include: "rules/voc.smk"
+include: "rules/results.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        TABLES,
+        FIGURES,
+        "results/dataset.csv",

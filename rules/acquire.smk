@@ -1,0 +1,117 @@
+# Selection -> download (one job per shard) -> frame/audio pairs (per shard) -> dataset report.
+
+
+rule select_segments:
+    input:
+        segments=segments_csv(),
+        ontology=ontology_json(),
+    output:
+        selection="results/segments/selection.parquet",
+        rejected="results/segments/malformed_lines.csv",
+    log:
+        "logs/select_segments.log",
+    benchmark:
+        "results/benchmarks/select_segments.tsv"
+    conda:
+        "../envs/acquire.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        select=config["select"],
+        shards=config["shards"],
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/select_segments.py"
+
+
+# Transport settings (concurrency, timeout, retries, rate limit, cookies, proxy) do not change
+# which clips are obtained, so they are not params: changing them reruns nothing.
+rule download_clips:
+    input:
+        selection="results/segments/selection.parquet",
+        videos=local_videos(),
+    output:
+        manifest="results/clips/shard-{shard}.parquet",
+    log:
+        "logs/download_clips/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/download_clips/shard-{shard}.tsv"
+    conda:
+        "../envs/acquire.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        downloads=1,
+    params:
+        download=stage_config(
+            "download",
+            drop=(
+                "timeout_s",
+                "retries",
+                "backoff_s",
+                "concurrency",
+                "rate_limit",
+                "cookies",
+                "proxy",
+            ),
+        ),
+        transport={
+            key: config["download"][key]
+            for key in (
+                "timeout_s",
+                "retries",
+                "backoff_s",
+                "concurrency",
+                "rate_limit",
+                "cookies",
+                "proxy",
+            )
+        },
+        local_dir=lambda wildcards, input: input.videos or None,
+        window_s=config["pairs"]["window_s"],
+        cache_dir="resources/clips",
+    script:
+        "../workflow_scripts/download_clips.py"
+
+
+rule extract_pairs:
+    input:
+        manifest="results/clips/shard-{shard}.parquet",
+    output:
+        index="results/pairs/shard-{shard}/index.parquet",
+        frames="results/pairs/shard-{shard}/frames.npy",
+        audio="results/pairs/shard-{shard}/audio.npy",
+        failures="results/pairs/shard-{shard}/failures.parquet",
+    log:
+        "logs/extract_pairs/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/extract_pairs/shard-{shard}.tsv"
+    conda:
+        "../envs/acquire.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        pairs=config["pairs"],
+    script:
+        "../workflow_scripts/extract_pairs.py"
+
+
+rule report_dataset:
+    input:
+        selection="results/segments/selection.parquet",
+        manifests=shard_files("results/clips/shard-{shard}.parquet"),
+        indices=shard_files("results/pairs/shard-{shard}/index.parquet"),
+        failures=shard_files("results/pairs/shard-{shard}/failures.parquet"),
+    output:
+        report(
+            "results/dataset.csv",
+            caption="../report/dataset.rst",
+            category="Dataset",
+        ),
+    log:
+        "logs/report_dataset.log",
+    conda:
+        "../envs/acquire.yaml"
+    script:
+        "../workflow_scripts/report_dataset.py"

@@ -1,0 +1,54 @@
+"""Run the real ``snakemake`` command on this workflow and read what it planned."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 1500, check: bool = True):
+    """Run snakemake on the repository's Snakefile in ``workdir``; return the CompletedProcess."""
+    command = [
+        SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(configfile), *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}): {' '.join(command)}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-10000:]}"
+        )
+    return result
+
+
+def planned_jobs(workdir: Path, configfile: Path, *targets: str) -> collections.Counter:
+    """The jobs a dry run would execute, counted per rule (``all`` excluded)."""
+    result = snakemake(workdir, configfile, "-n", "--forceall" if False else "--nolock", *targets)
+    text = result.stdout + result.stderr
+    rules = re.findall(r"^\s*(?:local)?rule (\w+):$", text, flags=re.MULTILINE)
+    counts = collections.Counter(rules)
+    counts.pop("all", None)
+    return counts
+
+
+def write_config(base: Path, destination: Path, **changes) -> Path:
+    """Copy the YAML config ``base`` to ``destination`` with dotted-key ``changes`` applied."""
+    config = yaml.safe_load(base.read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    destination.write_text(yaml.safe_dump(config, sort_keys=False))
+    return destination

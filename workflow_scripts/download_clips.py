@@ -1,0 +1,34 @@
+"""Adapter of rule download_clips: one shard of segments -> cached clips + the shard manifest."""
+
+import logging
+
+from _common import run
+
+
+def main(snakemake) -> None:
+    import pandas as pd
+
+    from soundsup.download import DownloadConfig, check_failures, download_shard
+    from soundsup.io import write_parquet
+
+    log = logging.getLogger("soundsup.rule.download_clips")
+    shard = int(snakemake.wildcards.shard)
+    selection = pd.read_parquet(snakemake.input.selection)
+    segments = selection[selection["shard"] == shard].reset_index(drop=True)
+    settings = {**snakemake.params.download, **snakemake.params.transport}
+    if snakemake.params.local_dir:
+        settings["local_dir"] = snakemake.params.local_dir
+    config = DownloadConfig(**settings)
+    log.info("shard %d: %d segments, source %s", shard, len(segments), config.source)
+
+    manifest = download_shard(segments, snakemake.params.cache_dir, config, window_s=snakemake.params.window_s)
+    failed = manifest[manifest["status"] != "ok"]
+    for reason, count in failed["reason"].value_counts().items():
+        log.info("shard %d: %d failed (%s)", shard, count, reason)
+    for row in failed.itertuples():
+        log.info("failed %s@%.3f: %s: %s", row.ytid, row.start, row.reason, row.message)
+    write_parquet(snakemake.output.manifest, manifest)
+    check_failures(manifest, config.max_failure_fraction, name=f"shard {shard}")
+
+
+run(main, snakemake)  # noqa: F821
