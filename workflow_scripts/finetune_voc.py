@@ -7,6 +7,9 @@ from _common import run
 
 
 def main(snakemake) -> None:
+    from soundsup.gpu import claim_gpu
+
+    claim_gpu()  # a card of its own on a workstation; SLURM's choice is kept
     import numpy as np
 
     from soundsup.device import pick_device, seed_everything, set_threads

@@ -1,0 +1,91 @@
+"""The Snakemake workflow as a user drives it: lint, planning offline, conda envs."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_helpers import REPO, planned_jobs, snakemake
+
+RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "configs/demo.yaml", "configs/test.yaml"])
+def test_lint_is_clean(tmp_path, configfile):
+    result = snakemake(tmp_path, REPO / configfile, "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, (
+        result.stdout + result.stderr
+    )
+
+
+def test_paper_config_plans_the_full_dag_offline(tmp_path):
+    # A dry run must plan every job without touching the network (nothing is fetched).
+    jobs = planned_jobs(tmp_path, REPO / "config.yaml", "results/table2.csv")
+    assert jobs["download_clips"] == 100 and jobs["extract_pairs"] == 100
+    assert jobs["compute_texture"] == 100 and jobs["compute_mfcc"] == 100
+    assert jobs["cluster_kmeans"] == 14  # 2 features x 7 k
+    assert jobs["train_pretext"] == 28  # x 2 architectures
+    assert jobs["finetune_voc"] == (28 + 2 + 2) * 2 * 3  # models x modes x seeds
+    assert jobs["fetch_audioset_csv"] == 1 and jobs["fetch_voc07"] == 1
+    assert not any(tmp_path.joinpath(name).exists() for name in ("resources", "results"))
+
+
+def test_demo_dag_has_every_stage(tmp_path):
+    jobs = planned_jobs(tmp_path, REPO / "configs/demo.yaml")
+    for rule in (
+        "make_synthetic_world", "select_segments", "download_clips", "extract_pairs", "compute_texture",
+        "compute_mfcc", "cluster_kmeans", "train_pretext", "finetune_voc", "tabulate_ap", "plot_results",
+        "plot_clusters", "plot_activations", "plot_training", "report_dataset",
+    ):
+        assert jobs[rule] >= 1, rule
+    assert "fetch_voc07" not in jobs and "fetch_audioset_csv" not in jobs
+
+
+def test_a_wrong_config_key_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    config = yaml.safe_load((REPO / "configs/test.yaml").read_text())
+    config["voc"]["iteratons"] = 5
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, bad, "-n", check=False)
+    assert result.returncode != 0
+    assert "unknown config key voc.iteratons" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def conda_files():
+    for rule_file in RULE_FILES:
+        for match in re.finditer(r'conda:\s*\n\s*"([^"]+)"', rule_file.read_text()):
+            yield rule_file, (rule_file.parent / match.group(1)).resolve()
+
+
+def test_every_rule_names_an_existing_pinned_conda_env():
+    text = "".join(path.read_text() for path in RULE_FILES)
+    n_rules = len(re.findall(r"^\s*rule \w+:", text, flags=re.MULTILINE))
+    envs = list(conda_files())
+    assert len(envs) == n_rules, "every rule must name a conda env"
+    for rule_file, env_path in envs:
+        assert env_path.exists(), f"{rule_file.name}: {env_path} is missing"
+        env = yaml.safe_load(env_path.read_text())
+        for dependency in env["dependencies"]:
+            items = dependency["pip"] if isinstance(dependency, dict) else [dependency]
+            for item in items:
+                if item != "pip":
+                    assert re.search(r"==?\d", item), f"{env_path.name}: {item!r} is not pinned"
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed (make system-deps)")
+def test_rulegraph_renders_with_dot(tmp_path):
+    import subprocess
+
+    graph = snakemake(tmp_path, REPO / "configs/demo.yaml", "--rulegraph").stdout
+    svg = subprocess.run(["dot", "-Tsvg"], input=graph, capture_output=True, text=True, check=True).stdout
+    assert "<svg" in svg and "train_pretext" in svg and "finetune_voc" in svg
+
+
+def test_readme_starts_with_the_two_commands():
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^make \w+", readme, flags=re.MULTILINE)
+    assert commands[:2] == ["make demo", "make test"]
+    assert Path(REPO / ".ci" / "run").read_text().strip().endswith("exec make test")
