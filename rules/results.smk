@@ -16,9 +16,7 @@ rule tabulate_ap:
     conda:
         "../envs/report.yaml"
     params:
-        models=MODELS,
         modes=MODES,
-        seeds=SEEDS,
     script:
         "../workflow_scripts/tabulate_ap.py"
 

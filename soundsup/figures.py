@@ -1,0 +1,434 @@
+"""The paper's figures: mAP against k, texture against MFCC, cluster montages (Fig. 1), the
+images that most activate chosen filters (Fig. 2), and pretext training curves.
+
+Every figure is a :class:`matplotlib.figure.Figure` drawn on the Agg canvas (no pyplot, no
+global state, no display needed) and written atomically as PNG at :data:`DPI` dots per inch,
+without cropping: the pixel size is ``figsize * DPI``. Table inputs are the frames of
+:func:`soundsup.tables.build_table1` or the same table read back from its CSV.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from torch import nn
+from torch.nn import functional
+
+from soundsup.io import atomic_path
+from soundsup.tables import ARCHS, FEATURES, MODES
+
+log = logging.getLogger(__name__)
+
+DPI = 120
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_COLORS = {("alexnet", "head"): "tab:blue", ("alexnet", "all"): "tab:orange",
+           ("resnet18", "head"): "tab:green", ("resnet18", "all"): "tab:red"}  # fmt: skip
+_FEATURE_COLORS = {"texture": "tab:purple", "mfcc": "tab:olive"}
+
+
+class FigureError(ValueError):
+    """An input of a figure is malformed; the message names what is wrong."""
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: str | Path) -> None:
+    """Write ``figure`` as PNG atomically at :data:`DPI` (no cropping, so its size is known)."""
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=DPI, format="png")
+    log.info("wrote %s", path)
+
+
+def _rows(table1: pd.DataFrame, source: str, init: str) -> pd.DataFrame:
+    rows = table1.loc[(table1["source"] == source) & (table1["init"] == init)].copy()
+    if init == "sound":
+        rows["k"] = pd.to_numeric(rows["k"]).astype(int)
+    return rows
+
+
+def plot_map_vs_k(table1: pd.DataFrame, path: str | Path, feature: str = "texture") -> None:
+    """VOC mAP against the number of clusters k for one sound ``feature``.
+
+    One line per (arch, mode) with error bars = sd over seeds (lines nudged sideways a little so
+    that bars at the same k do not hide each other); the random-init network of the same
+    (arch, mode) as a dashed horizontal line; published points as large open stars.
+    """
+    if feature not in FEATURES:
+        raise FigureError(f"unknown feature {feature!r}; expected one of {FEATURES}")
+    figure = _new_figure(7.5, 5.0)
+    axes = figure.add_subplot()
+    sound = _rows(table1, "measured", "sound")
+    sound = sound.loc[sound["feature"] == feature].sort_values("k")
+    random = _rows(table1, "measured", "random")
+    published = _rows(table1, "published", "sound")
+    published = published.loc[published["feature"] == feature]
+    ks = sorted(set(sound["k"]) | set(published["k"]))
+    nudge = 0.012 * (max(ks) - min(ks)) if len(ks) > 1 else 0.05
+    drawn = 0
+    for series, ((arch, mode), color) in enumerate(_COLORS.items()):
+        line = sound.loc[(sound["arch"] == arch) & sound[f"{mode}_map"].notna()]
+        if len(line):
+            sd = pd.to_numeric(line[f"{mode}_sd"]).fillna(0.0)
+            x = line["k"] + (series - 1.5) * nudge
+            axes.errorbar(
+                x, line[f"{mode}_map"], yerr=sd, color=color, marker="o", capsize=3, label=f"{arch}, {mode}"
+            )
+            drawn += 1
+        base = random.loc[(random["arch"] == arch) & random[f"{mode}_map"].notna()]
+        if len(base):
+            label = f"random init {arch}, {mode}"
+            axes.axhline(base[f"{mode}_map"].iloc[0], color=color, linestyle="--", linewidth=1.2, label=label)
+            drawn += 1
+        quoted = published.loc[(published["arch"] == arch) & published[f"{mode}_map"].notna()]
+        if len(quoted):
+            star = {"marker": "*", "s": 220, "facecolors": "none", "edgecolors": color, "linewidths": 1.5}
+            axes.scatter(
+                quoted["k"], quoted[f"{mode}_map"], label=f"published {arch}, {mode}", zorder=5, **star
+            )
+            drawn += 1
+    if drawn == 0:
+        message = f"no results for feature '{feature}'"
+        axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
+    if ks:
+        axes.set_xticks(ks)
+    axes.set_xlabel("number of sound clusters k")
+    axes.set_ylabel("VOC 2007 mAP (%)")
+    axes.set_title(f"VOC 2007 classification vs number of clusters ({feature} features)")
+    axes.grid(alpha=0.3)
+    if drawn:
+        axes.legend(fontsize=8, loc="best")
+    _save(figure, path)
+
+
+def _bar_panel(axes, sound: pd.DataFrame, random: pd.DataFrame, arch: str, mode: str) -> None:
+    """Bars texture vs MFCC at each k for one (arch, mode), random baseline dashed; absent bars skipped."""
+    ks = sorted(set(sound["k"]))
+    width = 0.8 / len(FEATURES)
+    for index, feature in enumerate(FEATURES):
+        rows = sound.loc[sound["feature"] == feature].set_index("k")
+        present = [k for k in ks if k in rows.index]
+        if not present:
+            continue
+        heights = [rows.at[k, f"{mode}_map"] for k in present]
+        errors = [0.0 if pd.isna(rows.at[k, f"{mode}_sd"]) else rows.at[k, f"{mode}_sd"] for k in present]
+        offset = (index - (len(FEATURES) - 1) / 2) * width
+        positions = [ks.index(k) + offset for k in present]
+        axes.bar(
+            positions, heights, width, yerr=errors, capsize=2, color=_FEATURE_COLORS[feature], label=feature
+        )
+    base = random.loc[random["arch"] == arch, f"{mode}_map"].dropna()
+    if len(base):
+        axes.axhline(base.iloc[0], color="black", linestyle="--", linewidth=1, label="random init")
+    axes.set_xticks(np.arange(len(ks)), [str(k) for k in ks])
+    axes.set_xlim(-0.6, len(ks) - 0.4)
+    axes.set_xlabel("number of sound clusters k")
+    axes.set_ylabel("VOC 2007 mAP (%)")
+    axes.set_title(f"{arch}, {mode}")
+    axes.grid(axis="y", alpha=0.3)
+
+
+def plot_feature_comparison(table1: pd.DataFrame, path: str | Path) -> None:
+    """Texture statistics vs MFCC: grouped bars (one per feature) at each k, one panel per (arch, mode)."""
+    sound = _rows(table1, "measured", "sound")
+    random = _rows(table1, "measured", "random")
+    panels = [
+        (arch, mode)
+        for arch in ARCHS
+        for mode in MODES
+        if sound.loc[sound["arch"] == arch, f"{mode}_map"].notna().any()
+    ]
+    columns = 2 if len(panels) > 1 else 1
+    rows = max(1, math.ceil(len(panels) / columns))
+    figure = _new_figure(5.5 * columns, 3.8 * rows + 0.4)
+    figure.suptitle("Sound texture statistics vs MFCC as the pretext target (VOC 2007 mAP)")
+    if not panels:
+        axes = figure.add_subplot()
+        axes.text(0.5, 0.5, "no measured sound-supervised models", ha="center", va="center")
+        axes.set_axis_off()
+    legend = {}
+    for index, (arch, mode) in enumerate(panels):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        subset = sound.loc[(sound["arch"] == arch) & sound[f"{mode}_map"].notna()]
+        _bar_panel(axes, subset, random, arch, mode)
+        legend.update(zip(*reversed(axes.get_legend_handles_labels()), strict=True))
+    if legend:
+        figure.legend(
+            list(legend.values()), list(legend), loc="outside lower center", ncol=len(legend), fontsize=9
+        )
+    _save(figure, path)
+
+
+def _check_frames(frames: np.ndarray, name: str = "frames") -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise FigureError(f"{name} must be (N, S, S, 3) uint8, got shape {frames.shape} dtype {frames.dtype}")
+
+
+def _mosaic(tiles: np.ndarray, columns: int, gutter: int = 2) -> np.ndarray:
+    """Tile ``tiles`` (M, H, W, 3) uint8 into rows of ``columns`` on a white background."""
+    count, height, width, _ = tiles.shape
+    rows = max(1, math.ceil(count / columns))
+    canvas = np.full(
+        (rows * height + (rows - 1) * gutter, columns * width + (columns - 1) * gutter, 3),
+        255,
+        dtype=np.uint8,
+    )
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = row * (height + gutter), column * (width + gutter)
+        canvas[top : top + height, left : left + width] = tiles[index]
+    return canvas
+
+
+def montage_rows(
+    clusters: np.ndarray, per_cluster: int = 8, max_clusters: int = 12, seed: int = 0
+) -> list[tuple[int, int, np.ndarray]]:
+    """What the montage shows: ``(cluster id, cluster size, chosen frame indices)`` per row.
+
+    Rows are the ``max_clusters`` largest clusters, largest first (ties: lower id first); each
+    holds up to ``per_cluster`` frame indices drawn without replacement with
+    ``numpy.random.default_rng(seed)``, sorted.
+    """
+    clusters = np.asarray(clusters)
+    if clusters.ndim != 1 or len(clusters) == 0:
+        raise FigureError(
+            f"clusters must be a non-empty (N,) array of cluster ids, got shape {clusters.shape}"
+        )
+    ids, sizes = np.unique(clusters, return_counts=True)
+    order = np.lexsort((ids, -sizes))[:max_clusters]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cluster, size in zip(ids[order], sizes[order], strict=True):
+        members = np.flatnonzero(clusters == cluster)
+        chosen = np.sort(rng.choice(members, size=min(per_cluster, len(members)), replace=False))
+        rows.append((cluster.item(), int(size), chosen))
+    return rows
+
+
+def plot_cluster_montage(
+    frames: np.ndarray,
+    clusters: np.ndarray,
+    path: str | Path,
+    per_cluster: int = 8,
+    max_clusters: int = 12,
+    seed: int = 0,
+) -> None:
+    """Paper Fig. 1: one row per sound cluster (largest first), ``per_cluster`` random frames each.
+
+    ``frames``: (N, S, S, 3) uint8; ``clusters``: (N,) integer cluster ids. The rows are those of
+    :func:`montage_rows`; the row label gives the cluster id and its size.
+    """
+    _check_frames(frames)
+    if np.shape(clusters) != (len(frames),):
+        raise FigureError(
+            f"clusters must have shape ({len(frames)},) to match frames, got {np.shape(clusters)}"
+        )
+    rows = montage_rows(clusters, per_cluster, max_clusters, seed)
+    n_clusters = len(np.unique(clusters))
+    side = frames.shape[1]
+    gutter = max(2, side // 16)
+    blank = np.full(frames.shape[1:], 255, dtype=np.uint8)
+    tiles = [
+        tile
+        for _, _, chosen in rows
+        for tile in [frames[index] for index in chosen] + [blank] * (per_cluster - len(chosen))
+    ]
+    figure = _new_figure(1.0 + 0.9 * per_cluster, 0.7 + 0.9 * len(rows))
+    axes = figure.add_subplot()
+    axes.imshow(_mosaic(np.stack(tiles), per_cluster, gutter), interpolation="nearest")
+    centres = [row * (side + gutter) + side / 2 for row in range(len(rows))]
+    axes.set_yticks(centres, [f"cluster {cluster}\n(n={size})" for cluster, size, _ in rows])
+    axes.set_xticks([])
+    axes.tick_params(axis="y", length=0, labelsize=8)
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    shown = f"{len(rows)} largest of {n_clusters}" if n_clusters > len(rows) else f"all {n_clusters}"
+    axes.set_title(f"Frames grouped by sound cluster ({shown} clusters, {len(frames)} frames)")
+    _save(figure, path)
+
+
+def to_model_input(frames_uint8: np.ndarray, size: int) -> torch.Tensor:
+    """(N, S, S, 3) uint8 frames -> (N, 3, size, size) float32, bilinear-resized, ImageNet-normalised."""
+    _check_frames(frames_uint8, "frames_uint8")
+    images = torch.from_numpy(np.ascontiguousarray(frames_uint8)).permute(0, 3, 1, 2).float() / 255.0
+    if images.shape[-2:] != (size, size):
+        images = functional.interpolate(
+            images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+class _StopForward(Exception):
+    """Raised by the hook once the watched layer has run, so the rest of the network is skipped."""
+
+
+def max_activations(
+    model: nn.Module, layer: nn.Module, images: torch.Tensor, batch_size: int = 64
+) -> np.ndarray:
+    """Per image and channel, the spatial maximum of ``layer``'s output: (N, C) float32.
+
+    ``images``: (N, 3, H, W) float, already normalised. Runs on the device of ``model``'s
+    parameters, in eval mode and without gradients; the model's mode is restored afterwards.
+    The forward pass stops right after ``layer``.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise FigureError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        captured.append(output.detach().float().amax(dim=(2, 3)).cpu())
+        raise _StopForward
+
+    was_training = model.training
+    handle = layer.register_forward_hook(hook)
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                try:
+                    model(images[start : start + batch_size].to(device))
+                except _StopForward:
+                    continue
+                raise FigureError("the given layer did not run in the model's forward pass")
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(captured).numpy() if captured else np.zeros((0, 0), dtype=np.float32)
+
+
+def top_activations(
+    model: nn.Module,
+    layer: nn.Module,
+    images: torch.Tensor,
+    filters: Sequence[int],
+    top: int = 9,
+    batch_size: int = 64,
+) -> dict[int, np.ndarray]:
+    """For each filter (channel of ``layer``), the indices of the ``top`` images with the highest
+    spatial-max activation, highest first (ties: lower index first). Values: (top,) int64."""
+    activations = max_activations(model, layer, images, batch_size)
+    n_channels = activations.shape[1]
+    result = {}
+    for index in filters:
+        if not 0 <= int(index) < n_channels:
+            raise FigureError(f"filter {index} out of range: the layer has {n_channels} channels")
+        order = np.argsort(-activations[:, int(index)], kind="stable")
+        result[int(index)] = order[: min(top, len(order))].astype(np.int64)
+    return result
+
+
+def choose_filters(
+    model: nn.Module, layer: nn.Module, images: torch.Tensor, n_filters: int = 6, batch_size: int = 64
+) -> list[int]:
+    """The ``n_filters`` most selective channels of ``layer``: highest variance, across images, of
+    the spatial-max activation (ties: lower index first). Deterministic for fixed inputs."""
+    activations = max_activations(model, layer, images, batch_size)
+    variance = activations.astype(np.float64).var(axis=0)
+    order = np.argsort(-variance, kind="stable")
+    return [int(index) for index in order[:n_filters]]
+
+
+def plot_top_activations(
+    images_uint8: np.ndarray, top: dict[int, np.ndarray], path: str | Path, title: str
+) -> None:
+    """Paper Fig. 2: for each filter in ``top``, a square grid (3x3 for 9) of its top images.
+
+    ``images_uint8``: (N, S, S, 3) uint8, indexed by the arrays in ``top``.
+    """
+    _check_frames(images_uint8, "images_uint8")
+    if not top:
+        raise FigureError("no filters to show")
+    count = max(len(indices) for indices in top.values())
+    side = max(1, math.ceil(math.sqrt(count)))
+    columns = min(3, len(top))
+    rows = math.ceil(len(top) / columns)
+    figure = _new_figure(3.2 * columns, 3.4 * rows + 0.4)
+    figure.suptitle(title)
+    blank = np.full(images_uint8.shape[1:], 255, dtype=np.uint8)
+    for panel, (filter_index, indices) in enumerate(top.items()):
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(images_uint8)):
+            raise FigureError(
+                f"filter {filter_index}: image index out of range for {len(images_uint8)} images"
+            )
+        tiles = [images_uint8[index] for index in indices] + [blank] * (side * side - len(indices))
+        axes = figure.add_subplot(rows, columns, panel + 1)
+        axes.imshow(_mosaic(np.stack(tiles), side), interpolation="nearest")
+        axes.set_title(f"filter {filter_index}", fontsize=10)
+        axes.set_axis_off()
+    _save(figure, path)
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """The epochs of a ``history.jsonl`` (one JSON object per line; blank lines skipped)."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"training history not found: {source}")
+    epochs = []
+    for number, line in enumerate(source.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            epochs.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise FigureError(f"{source}: line {number} is not JSON ({error})") from error
+    return epochs
+
+
+def plot_pretext_curves(histories: dict[str, list[dict]], path: str | Path) -> None:
+    """Pretext validation accuracy per epoch, one line per model (training accuracy dashed, same colour).
+
+    ``histories``: model name -> the epochs of its ``history.jsonl`` (keys ``epoch``,
+    ``val_acc`` and, when present, ``train_acc``).
+    """
+    figure = _new_figure(7.5, 5.0)
+    axes = figure.add_subplot()
+    palette = matplotlib.colormaps["tab10" if len(histories) <= 10 else "tab20"]
+    for index, (model, epochs) in enumerate(histories.items()):
+        for number, entry in enumerate(epochs, start=1):
+            missing = [key for key in ("epoch", "val_acc") if key not in entry]
+            if missing:
+                raise FigureError(f"history of {model}: entry {number} lacks {missing}")
+        color = palette(index % palette.N)
+        x = [entry["epoch"] for entry in epochs]
+        axes.plot(
+            x,
+            [entry["val_acc"] for entry in epochs],
+            color=color,
+            marker="." if len(x) < 30 else None,
+            label=model,
+        )
+        if all("train_acc" in entry for entry in epochs):
+            axes.plot(x, [entry["train_acc"] for entry in epochs], color=color, linestyle="--", linewidth=0.9)
+    if not histories:
+        axes.text(0.5, 0.5, "no training histories", ha="center", va="center", transform=axes.transAxes)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("accuracy (predicting the sound cluster)")
+    axes.set_title("Pretext training: validation accuracy per epoch")
+    axes.grid(alpha=0.3)
+    if histories:
+        handles, labels = axes.get_legend_handles_labels()
+        handles += [Line2D([], [], color="gray"), Line2D([], [], color="gray", linestyle="--")]
+        labels += ["validation (solid)", "training (dashed)"]
+        axes.legend(handles, labels, fontsize=8, ncol=2 if len(histories) > 8 else 1)
+    _save(figure, path)

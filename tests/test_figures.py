@@ -1,0 +1,178 @@
+"""Figures are written as PNGs of the expected size; activation search finds hand-made answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from soundsup import figures, tables
+from soundsup.figures import DPI, FigureError
+from soundsup.models import build_model, conv_layers
+from soundsup.tables import VOC_CLASSES
+
+
+def assert_png(path, width_inches, height_inches):
+    """A non-empty PNG of ``width x height`` inches at the figures' DPI (1-pixel rounding allowed)."""
+    assert path.is_file() and path.stat().st_size > 2000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        pixels = np.asarray(image.convert("L"))
+    assert abs(width - width_inches * DPI) <= 1 and abs(height - height_inches * DPI) <= 1
+    assert pixels.std() > 5  # something was drawn
+    assert not list(path.parent.glob(".*.tmp*"))  # no temporary left behind
+
+
+@pytest.fixture(scope="module")
+def table1(tmp_path_factory):
+    """Table 1 built from hand-made AP files: two features, two archs, three k, baselines."""
+    root = tmp_path_factory.mktemp("voc")
+    paths = []
+    rng = np.random.default_rng(0)
+    models = [
+        f"{f}-k{k}-{a}" for f in ("texture", "mfcc") for k in (5, 10, 20) for a in ("alexnet", "resnet18")
+    ]
+    for model in [*models, "random-alexnet", "random-resnet18"]:
+        for mode in ("head", "all"):
+            for seed in (0, 1):
+                path = root / model / mode / f"seed{seed}" / "ap.csv"
+                path.parent.mkdir(parents=True)
+                ap = rng.uniform(0.2, 0.7, 20)
+                pd.DataFrame({"class": VOC_CLASSES, "ap": ap, "ap_voc07": ap, "n_pos": 5, "n_neg": 9}).to_csv(
+                    path, index=False
+                )
+                paths.append(path)
+    long = tables.collect_ap(tables.records_from_paths(paths))
+    return tables.build_table1(long, tables.load_published())
+
+
+def test_map_vs_k(table1, tmp_path):
+    figures.plot_map_vs_k(table1, tmp_path / "map_vs_k.png")
+    assert_png(tmp_path / "map_vs_k.png", 7.5, 5.0)
+    figures.plot_map_vs_k(table1, tmp_path / "mfcc.png", feature="mfcc")
+    assert_png(tmp_path / "mfcc.png", 7.5, 5.0)
+    with pytest.raises(FigureError, match="unknown feature"):
+        figures.plot_map_vs_k(table1, tmp_path / "x.png", feature="spectrum")
+
+
+def test_figures_from_the_csv_as_written(table1, tmp_path):
+    """The plotting rules read table1.csv back: empty cells and float k must work."""
+    tables.write_table(table1, tmp_path / "table1.csv")
+    back = pd.read_csv(tmp_path / "table1.csv")
+    figures.plot_map_vs_k(back, tmp_path / "map_vs_k.png")
+    assert_png(tmp_path / "map_vs_k.png", 7.5, 5.0)
+    figures.plot_feature_comparison(back, tmp_path / "features.png")
+    assert_png(tmp_path / "features.png", 11.0, 2 * 3.8 + 0.4)
+
+
+def test_feature_comparison_with_few_models(table1, tmp_path):
+    only_alexnet_head = table1.loc[table1["arch"] == "alexnet"].assign(all_map=np.nan)
+    figures.plot_feature_comparison(only_alexnet_head, tmp_path / "one.png")
+    assert_png(tmp_path / "one.png", 5.5, 3.8 + 0.4)
+
+
+def test_cluster_montage(tmp_path):
+    rng = np.random.default_rng(1)
+    clusters = np.repeat([4, 7, 2], [3, 10, 6])  # sizes 3, 10, 6
+    frames = rng.integers(0, 256, (len(clusters), 32, 32, 3), dtype=np.uint8)
+    rows = figures.montage_rows(clusters, per_cluster=5, max_clusters=2, seed=0)
+    assert [(cluster, size) for cluster, size, _ in rows] == [(7, 10), (2, 6)]
+    for cluster, _, chosen in rows:
+        assert len(chosen) == 5 and len(set(chosen)) == 5 and (clusters[chosen] == cluster).all()
+    again = figures.montage_rows(clusters, per_cluster=5, max_clusters=2, seed=0)
+    assert all((a[2] == b[2]).all() for a, b in zip(rows, again, strict=True))
+    figures.plot_cluster_montage(frames, clusters, tmp_path / "montage.png", per_cluster=8, max_clusters=12)
+    assert_png(tmp_path / "montage.png", 1.0 + 0.9 * 8, 0.7 + 0.9 * 3)
+    with pytest.raises(FigureError, match="match frames"):
+        figures.plot_cluster_montage(frames, clusters[:-1], tmp_path / "bad.png")
+    with pytest.raises(FigureError, match="uint8"):
+        figures.plot_cluster_montage(frames.astype(np.float32), clusters, tmp_path / "bad.png")
+
+
+def test_to_model_input():
+    frames = np.full((2, 16, 16, 3), 255, dtype=np.uint8)
+    images = figures.to_model_input(frames, 24)
+    assert images.shape == (2, 3, 24, 24) and images.dtype == torch.float32
+    expected = (1 - torch.tensor(figures.IMAGENET_MEAN)) / torch.tensor(figures.IMAGENET_STD)
+    torch.testing.assert_close(images[0, :, 5, 5], expected)
+
+
+def hand_set_alexnet(bright_filter: int, dark_filter: int) -> torch.nn.Module:
+    """A tiny AlexNet whose conv3 filter ``bright_filter`` tracks image brightness and
+    ``dark_filter`` its negative; every other conv3 filter is zero.
+
+    conv1 channel 0 = mean of the normalised input + 10 (so ReLU passes it), conv2 channel 0 and
+    conv3 read only that channel through their centre taps.
+    """
+    model = build_model("alexnet", 5, fc_width=64)
+    convs = conv_layers(model)
+    with torch.no_grad():
+        for name in ("conv1", "conv2", "conv3"):
+            convs[name].weight.zero_()
+            convs[name].bias.zero_()
+        conv1 = convs["conv1"]
+        conv1.weight[0] = 1.0 / conv1.weight[0].numel()
+        conv1.bias[0] = 10.0
+        convs["conv2"].weight[0, 0, 2, 2] = 1.0
+        convs["conv3"].weight[bright_filter, 0, 1, 1] = 1.0
+        convs["conv3"].weight[dark_filter, 0, 1, 1] = -1.0
+    return model
+
+
+def test_top_activations_finds_the_hand_set_answer():
+    torch.manual_seed(0)
+    levels = np.random.default_rng(2).permutation(np.linspace(10, 245, 12)).astype(np.uint8)
+    frames = np.broadcast_to(levels[:, None, None, None], (12, 40, 40, 3)).copy()
+    images = figures.to_model_input(frames, 64)
+    model = hand_set_alexnet(bright_filter=17, dark_filter=200)
+    model.train()
+    layer = conv_layers(model)["conv3"]
+    top = figures.top_activations(model, layer, images, [17, 200, 3], top=9, batch_size=5)
+    assert model.training  # mode restored
+    brightest_first = np.argsort(-levels.astype(int), kind="stable")
+    np.testing.assert_array_equal(top[17], brightest_first[:9])
+    assert top[200][0] == int(np.argmin(levels))
+    assert top[3].shape == (9,) and top[3].dtype == np.int64
+    chosen = figures.choose_filters(model, layer, images, n_filters=2, batch_size=5)
+    assert sorted(chosen) == [17, 200]
+    assert figures.choose_filters(model, layer, images, n_filters=2, batch_size=7) == chosen
+    with pytest.raises(FigureError, match="out of range"):
+        figures.top_activations(model, layer, images, [384])
+
+
+def test_plot_top_activations(tmp_path):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    top = {5: np.arange(9), 11: np.arange(9, 18), 40: np.array([1, 2, 3])}
+    figures.plot_top_activations(images, top, tmp_path / "top.png", "conv3 of texture-k8-alexnet")
+    assert_png(tmp_path / "top.png", 3 * 3.2, 3.4 + 0.4)
+    with pytest.raises(FigureError, match="out of range"):
+        figures.plot_top_activations(images, {1: np.array([25])}, tmp_path / "bad.png", "x")
+
+
+def test_pretext_curves(tmp_path):
+    history = tmp_path / "history.jsonl"
+    lines = [
+        json.dumps(
+            {"epoch": e, "loss": 1.0, "train_acc": e / 10, "val_loss": 1.1, "val_acc": e / 12, "lr": 0.01}
+        )
+        for e in range(1, 6)
+    ]
+    history.write_text("\n".join(lines) + "\n")
+    histories = {
+        "texture-k8-alexnet": figures.read_history(history),
+        "mfcc-k8-alexnet": [{"epoch": e, "val_acc": 0.1 * e} for e in range(1, 4)],
+    }
+    assert len(histories["texture-k8-alexnet"]) == 5
+    figures.plot_pretext_curves(histories, tmp_path / "curves.png")
+    assert_png(tmp_path / "curves.png", 7.5, 5.0)
+    with pytest.raises(FigureError, match="lacks"):
+        figures.plot_pretext_curves({"m": [{"epoch": 1}]}, tmp_path / "bad.png")
+    history.write_text("{not json\n")
+    with pytest.raises(FigureError, match="line 1"):
+        figures.read_history(history)
