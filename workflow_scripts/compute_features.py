@@ -9,8 +9,10 @@ def main(snakemake) -> None:
     import numpy as np
     import pandas as pd
 
+    from soundsup.device import set_threads
     from soundsup.io import save_npy, write_meta, write_parquet
 
+    set_threads(snakemake.threads)  # the FFTs run through torch, which would take every core
     log = logging.getLogger(f"soundsup.rule.{snakemake.rule}")
     index = pd.read_parquet(snakemake.input.index)
     audio = np.load(snakemake.input.audio, mmap_mode="r")

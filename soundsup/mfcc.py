@@ -1,0 +1,145 @@
+"""MFCC summaries of audio windows: librosa MFCC, 20 coefficients x 155 frames = 3100 values.
+
+The paper (and the authors' code) calls ``librosa.feature.mfcc`` with librosa's defaults on
+audio loaded by ``librosa.load`` (which resamples to 22,050 Hz), then pads or trims the time
+axis to 155 frames and flattens the coefficient-by-frame matrix. Here the audio stays at the
+workflow's 20 kHz (``MfccConfig.sample_rate``): input at any other rate is resampled to it
+first (``librosa.resample``, soxr high quality), so every window gives the same frame grid
+(a 3.75-s window at 20 kHz has 147 frames, zero-padded at the end to 155). The other settings
+are librosa's defaults (2048-point FFT, hop 512, 128 mel bands, power spectrogram, dB with
+``top_db=80`` per clip, orthonormal DCT-II).
+
+:func:`mfcc_features` computes a whole batch with one STFT (librosa's conventions) and one mel filter
+bank (built once instead of once per clip), contiguous frames through a reused buffer,
+and applies the per-clip dB floor itself (the multichannel ``librosa.feature.mfcc`` would take
+it over the whole batch). The numbers equal ``librosa.feature.mfcc`` called on each clip to
+float rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import scipy.fft
+import scipy.signal
+import torch
+
+log = logging.getLogger(__name__)
+
+_TOP_DB = 80.0  # librosa.power_to_db default, applied per clip
+_AMIN = 1e-10
+
+
+@dataclass(frozen=True)
+class MfccConfig:
+    """MFCC settings; defaults are librosa's, with the paper's 20 coefficients and 155 frames."""
+
+    n_mfcc: int = 20
+    n_frames: int = 155
+    sample_rate: int = 20000
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("n_mfcc", "n_frames", "sample_rate", "n_fft", "hop_length", "n_mels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"MfccConfig.{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"MfccConfig.n_mfcc={self.n_mfcc} exceeds n_mels={self.n_mels}")
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc * self.n_frames
+
+
+def _check_waves(waves: np.ndarray, sample_rate: int, config: MfccConfig) -> np.ndarray:
+    waves = np.asarray(waves)
+    if waves.ndim == 1:
+        waves = waves[None, :]
+    if waves.ndim != 2:
+        raise ValueError(f"expected (N, T) audio windows, got shape {waves.shape}")
+    if not np.issubdtype(waves.dtype, np.floating):
+        raise ValueError(f"audio must be floating point in [-1, 1], got dtype {waves.dtype}")
+    if not np.all(np.isfinite(waves)):
+        raise ValueError("audio contains NaN or infinite samples")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if sample_rate != config.sample_rate and waves.shape[0]:
+        log.debug("resampling audio from %d Hz to %d Hz", sample_rate, config.sample_rate)
+        waves = librosa.resample(waves, orig_sr=sample_rate, target_sr=config.sample_rate, axis=-1)
+    return waves
+
+
+def fit_frames(coefficients: np.ndarray, n_frames: int) -> np.ndarray:
+    """Pad with zeros at the end, or trim, the last (time) axis to ``n_frames``."""
+    have = coefficients.shape[-1]
+    if have >= n_frames:
+        return coefficients[..., :n_frames]
+    padding = [(0, 0)] * (coefficients.ndim - 1) + [(0, n_frames - have)]
+    return np.pad(coefficients, padding)
+
+
+def _power_spectrogram(waves: np.ndarray, config: MfccConfig) -> np.ndarray:
+    """``|STFT|^2`` as ``librosa.stft`` computes it, frames contiguous: ``(B, frames, n_fft // 2 + 1)``.
+
+    Centred frames over zero padding, periodic Hann window in float64 (librosa multiplies the
+    float32 samples by a float64 window), FFT in float64 (torch's, faster here than numpy's and
+    equal to rounding), then rounded to the input's complex type before the magnitude, as
+    librosa stores its STFT. One clip at a time through a reused buffer, which stays in cache.
+    """
+    half = config.n_fft // 2
+    padded = np.pad(waves, ((0, 0), (half, half)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft, axis=-1)[:, :: config.hop_length]
+    window = scipy.signal.get_window("hann", config.n_fft, fftbins=True)
+    complex_type = np.result_type(waves.dtype, np.complex64)
+    power = np.empty(frames.shape[:2] + (half + 1,), dtype=np.finfo(complex_type).dtype)
+    buffer = np.empty(frames.shape[1:])
+    for row in range(len(waves)):
+        np.multiply(frames[row], window, out=buffer)
+        spectrum = torch.fft.rfft(torch.from_numpy(buffer), dim=-1).numpy()
+        np.square(np.abs(spectrum.astype(complex_type, copy=False)), out=power[row])
+    return power
+
+
+def _batch_mfcc(waves: np.ndarray, config: MfccConfig, mel_basis: np.ndarray) -> np.ndarray:
+    """``(B, T)`` -> ``(B, n_mfcc, frames)``, as ``librosa.feature.mfcc`` on each clip."""
+    mel = _power_spectrogram(waves, config) @ mel_basis.T  # (B, frames, n_mels)
+    decibels = 10.0 * np.log10(np.maximum(_AMIN, mel))
+    floor = decibels.max(axis=(-2, -1), keepdims=True) - _TOP_DB
+    decibels = np.maximum(decibels, floor)
+    coefficients = scipy.fft.dct(decibels, axis=-1, type=2, norm="ortho")[..., : config.n_mfcc]
+    return coefficients.transpose(0, 2, 1)
+
+
+def mfcc_features(
+    waves: np.ndarray, sample_rate: int, config: MfccConfig | None = None, *, batch_size: int = 64
+) -> np.ndarray:
+    """MFCC features of ``(N, T)`` mono float windows: ``(N, n_mfcc * n_frames)`` float32.
+
+    Each row is the ``(n_mfcc, n_frames)`` matrix flattened coefficient-major (all frames of
+    coefficient 0, then coefficient 1, ...).
+    """
+    config = config or MfccConfig()
+    waves = _check_waves(waves, sample_rate, config)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    result = np.zeros((waves.shape[0], config.n_features), dtype=np.float32)
+    if waves.shape[0] == 0:
+        return result
+    mel_basis = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
+    for start in range(0, waves.shape[0], batch_size):
+        chunk = waves[start : start + batch_size]
+        coefficients = fit_frames(_batch_mfcc(chunk, config, mel_basis), config.n_frames)
+        result[start : start + len(chunk)] = coefficients.reshape(len(chunk), -1)
+    return result
+
+
+def frames_per_window(n_samples: int, config: MfccConfig | None = None) -> int:
+    """Number of STFT frames librosa gives for ``n_samples`` (centred frames)."""
+    config = config or MfccConfig()
+    return 1 + math.floor(n_samples / config.hop_length)
