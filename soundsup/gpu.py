@@ -23,8 +23,10 @@ _held: list[IO[str]] = []  # lock files stay open (and locked) for the life of t
 
 def visible_gpu_count() -> int:
     """Number of NVIDIA cards on this machine (``SOUNDSUP_GPU_COUNT`` overrides; 0 without a driver)."""
-    override = os.environ.get("SOUNDSUP_GPU_COUNT")
-    if override is not None:
+    override = os.environ.get("SOUNDSUP_GPU_COUNT", "").strip()
+    if override:
+        if not override.isdigit():
+            raise ValueError(f"SOUNDSUP_GPU_COUNT={override!r} is not a number of GPUs")
         return int(override)
     gpus = Path("/proc/driver/nvidia/gpus")
     return len(list(gpus.iterdir())) if gpus.is_dir() else 0
