@@ -1,0 +1,393 @@
+"""The pretext task: a CNN learns to predict, from one video frame, the cluster of its sound.
+
+The data path is built for speed. Frames stay in memory as one uint8 tensor and are never
+decoded again; on CUDA they are moved to the GPU once when they fit in half of its free memory,
+otherwise each batch is gathered into pinned host memory and copied asynchronously. Every
+batch is augmented on the training device by :mod:`soundsup.augment` (random resized crop,
+mirror, colour jitter, ImageNet normalisation) in a few batched tensor ops.
+
+Training is plain: cross-entropy, AdamW, OneCycleLR stepped per batch, bf16 autocast and
+channels-last on CUDA, ``torch.compile`` on request. Every epoch ends with an atomic
+checkpoint (model, optimizer, scheduler, RNG states, history); a restarted call resumes from
+the last complete epoch. All randomness of an epoch (shuffle, crops, flips, jitter, dropout)
+is drawn from generators seeded by (seed, epoch), so a resumed run on CPU ends with weights
+bit-identical to an uninterrupted one. The checkpoint is removed once the model file is written
+(AlexNet's with its optimizer state is ~0.7 GB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from soundsup.augment import center_crop_resize, color_jitter, normalize, random_resized_crop_flip
+from soundsup.device import autocast, memory_format
+from soundsup.io import atomic_path, write_text
+from soundsup.models import build_model, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+_SHUFFLE, _AUGMENT, _GLOBAL = 0, 1, 2  # per-epoch random streams
+
+
+@dataclass(frozen=True)
+class PretextConfig:
+    """Pretext training settings (config keys ``pretext.*``; the paper's values as defaults)."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr_max: float = 0.01
+    weight_decay: float = 0.05
+    val_fraction: float = 0.1
+    crop_size: int = 224
+    fc_width: int = 4096
+    compile: bool = False
+    log_every: int = 50
+    color_jitter: float = 0.4
+    min_scale: float = 0.35
+
+
+def split_by_group(groups: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Seeded validation mask (N,) bool over rows, whole groups (videos) on one side.
+
+    round(val_fraction x number of groups) groups go to validation (at least one and never all,
+    when there are two groups or more and val_fraction > 0). The choice depends only on the set
+    of groups and the seed, not on the row order.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"pretext.val_fraction must be in [0, 1); got {val_fraction}")
+    unique, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = len(unique)
+    n_val = int(round(val_fraction * n_groups))
+    if val_fraction > 0 and n_groups >= 2:
+        n_val = min(max(n_val, 1), n_groups - 1)
+    else:
+        n_val = 0
+    chosen = np.random.default_rng(seed).permutation(n_groups)[:n_val]
+    is_val_group = np.zeros(n_groups, dtype=bool)
+    is_val_group[chosen] = True
+    return is_val_group[inverse.reshape(-1)]
+
+
+def _stream_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed for random stream ``stream`` of ``epoch`` under ``seed``."""
+    state = np.random.SeedSequence([int(seed) % 2**63, epoch, stream]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def place_frames(frames: np.ndarray, device: torch.device) -> Tensor:
+    """Frames (N, S, S, 3) uint8 as one tensor: on the GPU when it fits, else in host memory."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames))
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        if tensor.nbytes <= free_bytes // 2:
+            return tensor.to(device)
+        log.info(
+            "frames (%.1f GB) stay in host memory; batches go through pinned buffers", tensor.nbytes / 1e9
+        )
+    return tensor
+
+
+def fetch_batch(frames: Tensor, rows: Tensor, device: torch.device) -> Tensor:
+    """Rows ``rows`` (B,) int64 of ``frames`` (N, S, S, 3) uint8, on ``device``."""
+    if frames.device == device or device.type != "cuda":
+        return frames[rows.to(frames.device)]
+    staging = torch.empty((len(rows), *frames.shape[1:]), dtype=frames.dtype, pin_memory=True)
+    torch.index_select(frames, 0, rows, out=staging)
+    return staging.to(device, non_blocking=True)
+
+
+def train_inputs(images: Tensor, config: PretextConfig, generator: torch.Generator) -> Tensor:
+    """Augmented, normalised training inputs (B, 3, crop, crop) float from uint8 (B, S, S, 3)."""
+    with torch.no_grad():
+        x = random_resized_crop_flip(images, config.crop_size, config.min_scale, generator)
+        x = color_jitter(x, config.color_jitter, generator)
+        x = normalize(x)
+    return x.contiguous(memory_format=memory_format(images.device))
+
+
+def eval_inputs(images: Tensor, config: PretextConfig) -> Tensor:
+    """Centre-crop, normalised inputs (B, 3, crop, crop) float from uint8 (B, S, S, 3)."""
+    with torch.no_grad():
+        x = normalize(center_crop_resize(images, config.crop_size))
+    return x.contiguous(memory_format=memory_format(images.device))
+
+
+def train_step(
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[Tensor, Tensor]:
+    """One optimisation step; returns (summed loss, number correct) as device tensors (no sync)."""
+    with autocast(x.device):
+        logits = net(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.detach() * len(y), (logits.detach().argmax(dim=1) == y).sum()
+
+
+def _check_inputs(frames: np.ndarray, targets: np.ndarray, groups: np.ndarray, n_classes: int) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (N, S, S, 3); got {frames.dtype} {frames.shape}")
+    if len(targets) != len(frames) or len(groups) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(targets)} targets and {len(groups)} groups")
+    targets = np.asarray(targets)
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"targets must be integer cluster ids; got {targets.dtype}")
+    bad = np.flatnonzero((targets < 0) | (targets >= n_classes))
+    if len(bad):
+        raise ValueError(f"target {targets[bad[0]]} in row {bad[0]} is outside [0, {n_classes})")
+
+
+def _fingerprint(
+    frames: np.ndarray, targets: np.ndarray, groups: np.ndarray, arch: str, n_classes: int, config, seed: int
+) -> dict:
+    """What a checkpoint must match to be resumed (everything that shapes the weights)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("log_every", "compile")}
+    digest = hashlib.sha256(np.ascontiguousarray(targets, dtype=np.int64).tobytes())
+    digest.update("\n".join(map(str, groups)).encode())
+    return {
+        "arch": arch,
+        "n_classes": int(n_classes),
+        "seed": int(seed),
+        "config": settings,
+        "frames_shape": list(frames.shape),
+        "data_sha256": digest.hexdigest(),
+    }
+
+
+def _rng_states(device: torch.device) -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
+    """The checkpoint at ``path`` if it exists and was made by the same run, else None."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a damaged file: start again rather than fail the job
+        log.warning("%s: unreadable checkpoint (%s); starting from scratch", path, error)
+        return None
+    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("fingerprint") != fingerprint:
+        log.warning("%s: checkpoint of a different run (config, data or seed); starting from scratch", path)
+        return None
+    return payload
+
+
+def _write_history(path: str | Path, history: list[dict]) -> None:
+    write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+
+
+def _evaluate(
+    net: nn.Module, frames: Tensor, rows: Tensor, targets: Tensor, config: PretextConfig, device: torch.device
+) -> tuple[float | None, float | None]:
+    """(mean loss, accuracy) on the centre crops of ``rows``; (None, None) without rows."""
+    if len(rows) == 0:
+        return None, None
+    net.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    with torch.no_grad():
+        for chunk in rows.split(config.batch_size):
+            x = eval_inputs(fetch_batch(frames, chunk, device), config)
+            y = targets[chunk.to(targets.device)]
+            with autocast(device):
+                logits = net(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(dim=1) == y).sum()
+    return loss_sum.item() / len(rows), correct.item() / len(rows)
+
+
+def _train_epoch(
+    net: nn.Module,
+    frames: Tensor,
+    rows: Tensor,
+    targets: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: PretextConfig,
+    seed: int,
+    epoch: int,
+    device: torch.device,
+) -> dict:
+    """One pass over the training rows; returns loss, train_acc, lr (of the last step), images_per_s."""
+    torch.manual_seed(_stream_seed(seed, epoch, _GLOBAL))  # dropout cannot take a generator
+    shuffle = torch.Generator().manual_seed(_stream_seed(seed, epoch, _SHUFFLE))
+    augment = torch.Generator().manual_seed(_stream_seed(seed, epoch, _AUGMENT))
+    order = rows[torch.randperm(len(rows), generator=shuffle)]
+    n_steps = max(1, len(rows) // config.batch_size)
+    net.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n_images, lr, start = 0, 0.0, time.perf_counter()
+    for step in range(n_steps):
+        batch_rows = order[step * config.batch_size : (step + 1) * config.batch_size]
+        x = train_inputs(fetch_batch(frames, batch_rows, device), config, augment)
+        y = targets[batch_rows.to(targets.device)]
+        lr = optimizer.param_groups[0]["lr"]
+        batch_loss, batch_correct = train_step(net, x, y, optimizer, scheduler)
+        loss_sum += batch_loss
+        correct += batch_correct
+        n_images += len(batch_rows)
+        if config.log_every > 0 and ((step + 1) % config.log_every == 0 or step + 1 == n_steps):
+            rate = n_images / (time.perf_counter() - start)
+            log.info(
+                "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s",
+                epoch + 1, config.epochs, step + 1, n_steps,
+                loss_sum.item() / n_images, correct.item() / n_images, lr, rate,
+            )  # fmt: skip
+    loss_value, correct_value = loss_sum.item(), correct.item()
+    seconds = time.perf_counter() - start
+    return {
+        "loss": loss_value / n_images,
+        "train_acc": correct_value / n_images,
+        "lr": lr,
+        "images_per_s": n_images / seconds,
+    }
+
+
+def _build(arch: str, n_classes: int, config: PretextConfig, n_steps: int, seed: int, device: torch.device):
+    """Model (seeded init), optimizer and one-cycle schedule over all epochs."""
+    torch.manual_seed(seed)
+    model = build_model(arch, n_classes, config.fc_width).to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr_max, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr_max, total_steps=config.epochs * n_steps
+    )
+    return model, optimizer, scheduler
+
+
+def train_pretext(
+    frames: np.ndarray,
+    targets: np.ndarray,
+    groups: np.ndarray,
+    arch: str,
+    n_classes: int,
+    config: PretextConfig,
+    seed: int,
+    device: torch.device,
+    model_path: str | Path,
+    history_path: str | Path,
+    checkpoint_path: str | Path,
+    stop_after_epoch: int | None = None,
+) -> dict:
+    """Train ``arch`` to predict ``targets`` (N,) int64 in [0, n_classes) from ``frames``.
+
+    ``frames`` (N, S, S, 3) uint8; ``groups`` (N,) video ids for the grouped validation split.
+    Writes ``history_path`` (one JSON line per epoch) and ``checkpoint_path`` every epoch and
+    ``model_path`` last. ``stop_after_epoch`` returns after that epoch (1-based) as if killed.
+    Returns the final metrics (the last history line plus run totals).
+    """
+    _check_inputs(frames, targets, groups, n_classes)
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(f"pretext.epochs and pretext.batch_size must be >= 1; got {config}")
+    is_val = split_by_group(groups, config.val_fraction, seed)
+    train_rows = torch.from_numpy(np.flatnonzero(~is_val))
+    val_rows = torch.from_numpy(np.flatnonzero(is_val))
+    if len(train_rows) < 2:
+        raise ValueError(f"pretext training needs at least 2 training frames; got {len(train_rows)}")
+    n_steps = max(1, len(train_rows) // config.batch_size)
+    log.info(
+        "%s, %d classes: %d training frames (%d steps/epoch), %d validation frames, device %s",
+        arch, n_classes, len(train_rows), n_steps, len(val_rows), device,
+    )  # fmt: skip
+
+    model, optimizer, scheduler = _build(arch, n_classes, config, n_steps, seed, device)
+    fingerprint = _fingerprint(frames, targets, groups, arch, n_classes, config, seed)
+    checkpoint_path = Path(checkpoint_path)
+    history: list[dict] = []
+    checkpoint = _load_checkpoint(checkpoint_path, fingerprint)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        _restore_rng_states(checkpoint["rng"])
+        history = checkpoint["history"]
+        log.info("resuming from %s after epoch %d", checkpoint_path, checkpoint["epoch"])
+    del checkpoint
+
+    net = torch.compile(model) if config.compile else model
+    frames_tensor = place_frames(frames, device)
+    targets_tensor = torch.as_tensor(np.asarray(targets), dtype=torch.int64).to(device)
+    for epoch in range(len(history), config.epochs):
+        start = time.perf_counter()
+        train = _train_epoch(
+            net, frames_tensor, train_rows, targets_tensor, optimizer, scheduler, config, seed, epoch, device
+        )
+        val_loss, val_acc = _evaluate(net, frames_tensor, val_rows, targets_tensor, config, device)
+        row = {"epoch": epoch + 1, **train, "val_loss": val_loss, "val_acc": val_acc}
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        log.info("epoch %d/%d: %s", epoch + 1, config.epochs, json.dumps(row, sort_keys=True))
+        _write_history(history_path, history)
+        _save_training_state(checkpoint_path, model, optimizer, scheduler, device, fingerprint, history)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+            return _final_metrics(history, len(train_rows), len(val_rows), stopped=True)
+
+    metrics = _final_metrics(history, len(train_rows), len(val_rows), stopped=False)
+    _write_history(history_path, history)
+    save_checkpoint(
+        model_path, model, arch, n_classes, config.fc_width,
+        history=history, val_acc=metrics["val_acc"], epochs=config.epochs, metrics=metrics,
+    )  # fmt: skip
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _save_training_state(path: Path, model, optimizer, scheduler, device, fingerprint: dict, history) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fingerprint,
+        "epoch": len(history),
+        "history": history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_states(device),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _final_metrics(history: list[dict], n_train: int, n_val: int, stopped: bool) -> dict:
+    last = history[-1]
+    val_accs = [row["val_acc"] for row in history if row["val_acc"] is not None]
+    seconds = sum(row["seconds"] for row in history)
+    return {
+        **last,
+        "epochs": last["epoch"],
+        "best_val_acc": max(val_accs) if val_accs else None,
+        "n_train": n_train,
+        "n_val": n_val,
+        "total_seconds": seconds,
+        "stopped_early": stopped,
+    }

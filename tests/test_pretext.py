@@ -1,0 +1,275 @@
+"""Pretext training: batched augmentation, grouped split, learning, exact resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from soundsup.augment import (
+    center_crop_resize,
+    color_jitter,
+    normalize,
+    random_resized_crop_flip,
+    random_square_crops,
+)
+from soundsup.models import load_model
+from soundsup.pretext import PretextConfig, split_by_group, train_pretext
+
+CPU = torch.device("cpu")
+COLOURS = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]], np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bit-exact comparisons need the same thread count in every run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def coloured_frames(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (n, size, size, 3) uint8 whose class (0-2) is their colour, plus noise; 2 per video."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 3, n)
+    noise = rng.normal(0, 40, (n, size, size, 3))
+    frames = np.clip(COLOURS[targets][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    groups = np.array([f"video{i // 2:04d}" for i in range(n)])
+    return frames, targets.astype(np.int64), groups
+
+
+def ramp_images(batch: int, height: int, width: int) -> torch.Tensor:
+    """uint8 (B, H, W, 3) whose value is the column index (a linear ramp left to right)."""
+    ramp = torch.arange(width, dtype=torch.uint8).view(1, 1, width, 1)
+    return ramp.expand(batch, height, width, 3).contiguous()
+
+
+# --- augment ---------------------------------------------------------------------------
+
+
+def test_random_resized_crop_flip_shapes_determinism_and_flips():
+    images = ramp_images(200, 40, 48)
+    first = random_resized_crop_flip(images, 24, 0.35, torch.Generator().manual_seed(0))
+    again = random_resized_crop_flip(images, 24, 0.35, torch.Generator().manual_seed(0))
+    other = random_resized_crop_flip(images, 24, 0.35, torch.Generator().manual_seed(1))
+    assert first.shape == (200, 3, 24, 24) and first.dtype == torch.float32
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert 0.0 <= first.min() and first.max() <= 47 / 255 + 1e-6
+    slope = first[:, 0, 0, -1] - first[:, 0, 0, 0]  # ramp rises (kept) or falls (mirrored)
+    assert (slope != 0).all()
+    assert 70 < int((slope < 0).sum()) < 130
+    span = slope.abs() * 255  # the crop width in source pixels, minus one output step
+    assert span.min() > 0.35 * 40 * 0.7 and span.max() <= 48
+
+
+def test_center_crop_resize_is_exact_at_unit_scale():
+    images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    crops = center_crop_resize(images, 28)  # side 0.875 * 32 = 28: a plain slice
+    expected = images[:, 2:30, 2:30].permute(0, 3, 1, 2).float() / 255
+    torch.testing.assert_close(crops, expected, rtol=0, atol=1e-6)
+
+
+def test_color_jitter_keeps_range_and_grey_stays_grey():
+    generator = torch.Generator().manual_seed(0)
+    colourful = torch.rand(16, 3, 8, 8, generator=generator)
+    grey = torch.rand(16, 1, 8, 8, generator=generator).expand(16, 3, 8, 8).contiguous()
+    assert torch.equal(color_jitter(colourful, 0.0, generator), colourful)
+    jittered = color_jitter(colourful, 0.4, torch.Generator().manual_seed(1))
+    assert jittered.min() >= 0 and jittered.max() <= 1 and not torch.allclose(jittered, colourful)
+    grey_out = color_jitter(grey, 0.4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(grey_out[:, 0], grey_out[:, 1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(grey_out[:, 1], grey_out[:, 2], atol=1e-6, rtol=0)
+
+
+def test_color_jitter_matches_torchvision_away_from_saturation():
+    x = 0.3 + 0.4 * torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    jittered = color_jitter(x, 0.2, torch.Generator().manual_seed(5))
+    draws = torch.rand(24, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    factors = (0.8 + 0.4 * draws).view(3, 8)  # brightness, contrast, saturation per image
+    for i in range(8):
+        expected = v2.functional.adjust_brightness(x[i], factors[0, i].item())
+        expected = v2.functional.adjust_contrast(expected, factors[1, i].item())
+        expected = v2.functional.adjust_saturation(expected, factors[2, i].item())
+        torch.testing.assert_close(jittered[i], expected, rtol=0, atol=1e-4)
+
+
+def test_normalize_matches_torchvision():
+    x = torch.rand(4, 3, 5, 5)
+    reference = v2.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))(x)
+    torch.testing.assert_close(normalize(x), reference)
+
+
+def test_random_square_crops_mixed_shapes_keep_order_and_scale():
+    shapes = [(50, 70), (64, 64), (50, 70), (90, 40), (64, 64)]
+    images = [torch.full((h, w, 3), 10 * i, dtype=torch.uint8) for i, (h, w) in enumerate(shapes)]
+    crops = random_square_crops(images, 32, 0.5, 2.0, torch.Generator().manual_seed(0))
+    assert crops.shape == (5, 3, 32, 32)
+    for i in range(5):
+        torch.testing.assert_close(crops[i], torch.full((3, 32, 32), 10 * i / 255), rtol=0, atol=1e-6)
+
+    ramps = ramp_images(64, 128, 128)
+    for scale in (1.0, 2.0):  # side = 32 * scale source pixels over 32 output pixels
+        crops = random_square_crops(ramps, 32, scale, scale, torch.Generator().manual_seed(2))
+        span = (crops[:, 0, 0, -1] - crops[:, 0, 0, 0]).abs() * 255
+        torch.testing.assert_close(span, torch.full((64,), 31 * scale), rtol=0, atol=1e-3)
+
+    small = [torch.zeros((20, 30, 3), dtype=torch.uint8)]  # smaller than scale_low * size
+    assert random_square_crops(small, 32, 0.8, 2.0, torch.Generator()).shape == (1, 3, 32, 32)
+
+
+# --- split -----------------------------------------------------------------------------
+
+
+def test_split_by_group_keeps_videos_together_and_is_seeded():
+    groups = np.repeat([f"id{i:03d}" for i in range(50)], 2)
+    is_val = split_by_group(groups, 0.1, seed=3)
+    assert is_val.dtype == bool and is_val.sum() == 10
+    for group in np.unique(groups):
+        assert len(set(is_val[groups == group])) == 1
+    np.testing.assert_array_equal(is_val, split_by_group(groups, 0.1, seed=3))
+    assert not np.array_equal(is_val, split_by_group(groups, 0.1, seed=4))
+    order = np.random.default_rng(0).permutation(len(groups))
+    np.testing.assert_array_equal(split_by_group(groups[order], 0.1, seed=3), is_val[order])
+    assert split_by_group(np.array(["a", "a", "b"]), 0.1, seed=0).sum() in (1, 2)
+    assert not split_by_group(np.array(["a", "a"]), 0.1, seed=0).any()
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def paths(folder: Path) -> dict:
+    return {
+        "model_path": folder / "model.pt",
+        "history_path": folder / "history.jsonl",
+        "checkpoint_path": folder / "checkpoint.pt",
+    }
+
+
+TINY = PretextConfig(epochs=2, batch_size=8, crop_size=32, fc_width=64, log_every=2, lr_max=0.003)
+TINY_ALEXNET = PretextConfig(epochs=2, batch_size=8, crop_size=64, fc_width=64, log_every=0, lr_max=0.001)
+
+
+def test_learns_colour_classes_above_chance(tmp_path):
+    frames, targets, groups = coloured_frames(96, 72, seed=0)
+    config = PretextConfig(
+        epochs=6, batch_size=16, crop_size=64, fc_width=64, lr_max=0.001, val_fraction=0.25
+    )
+    metrics = train_pretext(frames, targets, groups, "alexnet", 3, config, 0, CPU, **paths(tmp_path))
+    assert metrics["n_val"] == 24 and metrics["epochs"] == 6
+    assert metrics["val_acc"] >= 0.7  # chance is 1/3
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    expected = {"epoch", "loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"}
+    assert expected <= set(history[0])
+    model, payload = load_model(tmp_path / "model.pt")
+    assert (
+        payload["arch"] == "alexnet" and payload["epochs"] == 6 and payload["val_acc"] == metrics["val_acc"]
+    )
+    assert len(payload["history"]) == 6
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def assert_same_weights(path_a: Path, path_b: Path) -> None:
+    state_a = torch.load(path_a, weights_only=False)["state_dict"]
+    state_b = torch.load(path_b, weights_only=False)["state_dict"]
+    assert state_a.keys() == state_b.keys()
+    for name in state_a:
+        assert torch.equal(state_a[name], state_b[name]), name
+
+
+def test_stop_after_epoch_then_resume_is_bit_identical(tmp_path):
+    frames, targets, groups = coloured_frames(32, 32, seed=1)
+    train_pretext(frames, targets, groups, "resnet18", 3, TINY, 7, CPU, **paths(tmp_path / "whole"))
+
+    stopped = train_pretext(
+        frames, targets, groups, "resnet18", 3, TINY, 7, CPU, **paths(tmp_path / "parts"), stop_after_epoch=1
+    )
+    assert stopped["stopped_early"] and stopped["epochs"] == 1
+    assert (tmp_path / "parts" / "checkpoint.pt").exists() and not (tmp_path / "parts" / "model.pt").exists()
+    assert len((tmp_path / "parts" / "history.jsonl").read_text().splitlines()) == 1
+    final = train_pretext(frames, targets, groups, "resnet18", 3, TINY, 7, CPU, **paths(tmp_path / "parts"))
+    assert final["epochs"] == 2 and not final["stopped_early"]
+    assert_same_weights(tmp_path / "whole" / "model.pt", tmp_path / "parts" / "model.pt")
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    frames, targets, groups = coloured_frames(32, 72, seed=2)
+    other = PretextConfig(**{**TINY_ALEXNET.__dict__, "epochs": 5})
+    train_pretext(
+        frames, targets, groups, "alexnet", 3, other, 0, CPU, **paths(tmp_path / "a"), stop_after_epoch=1
+    )
+    train_pretext(frames, targets, groups, "alexnet", 3, TINY_ALEXNET, 0, CPU, **paths(tmp_path / "a"))
+    train_pretext(frames, targets, groups, "alexnet", 3, TINY_ALEXNET, 0, CPU, **paths(tmp_path / "b"))
+    assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, torch
+    from soundsup.pretext import PretextConfig, train_pretext
+    torch.set_num_threads(1)
+    data = np.load(sys.argv[1])
+    folder = sys.argv[2]
+    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, lr_max=0.001, log_every=0)
+    outputs = [folder + "/model.pt", folder + "/history.jsonl", folder + "/checkpoint.pt"]
+    train_pretext(data["frames"], data["targets"], data["groups"], "alexnet", 3, config, 11,
+                  torch.device("cpu"), *outputs)
+    """
+)
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    frames, targets, groups = coloured_frames(48, 72, seed=3)
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, frames=frames, targets=targets, groups=groups)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(data_path), str(killed)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (killed / "checkpoint.pt").exists():
+            assert process.poll() is None, "training subprocess ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "model.pt").exists(), "the run finished before it could be killed"
+    epoch = torch.load(killed / "checkpoint.pt", weights_only=False)["epoch"]
+    assert 1 <= epoch < 6
+
+    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, lr_max=0.001, log_every=0)
+    resumed = train_pretext(frames, targets, groups, "alexnet", 3, config, 11, CPU, **paths(killed))
+    assert resumed["epochs"] == 6
+    history = [json.loads(line) for line in (killed / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == list(range(1, 7))
+    train_pretext(frames, targets, groups, "alexnet", 3, config, 11, CPU, **paths(tmp_path / "whole"))
+    assert_same_weights(tmp_path / "whole" / "model.pt", killed / "model.pt")
+
+
+def test_bad_input_names_the_problem(tmp_path):
+    frames, targets, groups = coloured_frames(8, 32, seed=0)
+    with pytest.raises(ValueError, match="row 3"):
+        bad = targets.copy()
+        bad[3] = 5
+        train_pretext(frames, bad, groups, "resnet18", 3, TINY, 0, CPU, **paths(tmp_path))
+    with pytest.raises(ValueError, match="uint8"):
+        train_pretext(
+            frames.astype(np.float32), targets, groups, "resnet18", 3, TINY, 0, CPU, **paths(tmp_path)
+        )
+    with pytest.raises(ValueError, match="unknown architecture"):
+        train_pretext(frames, targets, groups, "vgg", 3, TINY, 0, CPU, **paths(tmp_path))
