@@ -1,0 +1,230 @@
+"""AudioSet CSV parsing, damage detection, ontology filters, stable shards, seeded sampling."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soundsup.audioset import (
+    ID_PATTERN,
+    SegmentsFormatError,
+    SelectConfig,
+    descendants,
+    load_ontology,
+    read_segments,
+    select_segments,
+    shard_of,
+    write_segments_csv,
+)
+
+HEADER = (
+    "# Segments csv created Sun Mar  5 10:54:31 2017\n"
+    "# num_ytids=22160, num_segs=22160, num_unique_labels=527, num_positive_labels=52882\n"
+    "# YTID, start_seconds, end_seconds, positive_labels\n"
+)
+REAL_ROWS = (
+    '--4gqARaEJE, 0.000, 10.000, "/m/068hy,/m/07q6cd_"\n'
+    '--BfvyPmVMo, 20.000, 30.000, "/m/03l9g"\n'
+    '-0RWZT-miFs, 420.000, 430.000, "/m/03v3yw,/m/0k4j"\n'
+    'zzya4dDVRLk, 30.500, 36.123, "/m/0838f,/m/0jb2l,/m/09x0r"\n'
+)
+
+
+def write(tmp_path, text: str, name: str = "segments.csv", mode: str = "w"):
+    path = tmp_path / name
+    if mode == "wb":
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_real_format_rows_parse_exactly(tmp_path):
+    segments, bad = read_segments(write(tmp_path, HEADER + REAL_ROWS))
+    assert bad == []
+    assert list(segments.columns) == ["ytid", "start", "end", "labels"]
+    assert segments["ytid"].tolist() == ["--4gqARaEJE", "--BfvyPmVMo", "-0RWZT-miFs", "zzya4dDVRLk"]
+    assert segments["start"].tolist() == [0.0, 20.0, 420.0, 30.5]
+    assert segments["end"].tolist() == [10.0, 30.0, 430.0, 36.123]
+    assert segments["labels"].tolist() == [
+        "/m/068hy,/m/07q6cd_",
+        "/m/03l9g",
+        "/m/03v3yw,/m/0k4j",
+        "/m/0838f,/m/0jb2l,/m/09x0r",
+    ]
+    assert segments["start"].dtype == np.float64
+
+
+def test_crlf_line_endings_and_no_final_newline(tmp_path):
+    text = (HEADER + REAL_ROWS).replace("\n", "\r\n").rstrip("\r\n")
+    segments, bad = read_segments(write(tmp_path, text))
+    assert bad == [] and len(segments) == 4
+    assert segments["labels"].iloc[-1] == "/m/0838f,/m/0jb2l,/m/09x0r"
+
+
+def test_malformed_lines_are_reported_with_line_numbers_and_skipped(tmp_path):
+    rows = REAL_ROWS.splitlines(keepends=True)
+    broken = [
+        rows[0],
+        '--BfvyPmVMo, 20.000, "/m/03l9g"\n',  # line 5: a missing field
+        'short_id, 0.000, 10.000, "/m/03l9g"\n',  # line 6: bad id
+        rows[2],
+        'aaaaaaaaaaa, 30.000, 20.000, "/m/03l9g"\n',  # line 8: start after end
+        "bbbbbbbbbbb, 0.000, 10.000, /m/03l9g\n",  # line 9: unquoted label list
+        'ccccccccccc, 1e3, 10.000, "/m/03l9g"\n',  # line 10: not a decimal time
+        rows[3],
+    ]
+    segments, bad = read_segments(write(tmp_path, HEADER + "".join(broken)))
+    assert segments["ytid"].tolist() == ["--4gqARaEJE", "-0RWZT-miFs", "zzya4dDVRLk"]
+    assert [number for number, _, _ in bad] == [5, 6, 8, 9, 10]
+    reasons = {number: reason for number, _, reason in bad}
+    assert "expected 4 fields" in reasons[5]
+    assert "short_id" in reasons[6] and "11 characters" in reasons[6]
+    assert "not before end" in reasons[8]
+    assert "double-quoted" in reasons[9]
+    assert "1e3" in reasons[10]
+    assert bad[0][1] == '--BfvyPmVMo, 20.000, "/m/03l9g"'
+
+
+def test_html_page_saved_as_csv_is_detected(tmp_path):
+    page = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Moved</body></html>\n"
+    with pytest.raises(SegmentsFormatError, match=r"segments\.csv is an HTML page"):
+        read_segments(write(tmp_path, page))
+
+
+def test_gzip_and_missing_header_are_detected(tmp_path):
+    with pytest.raises(SegmentsFormatError, match="gzip"):
+        read_segments(write(tmp_path, gzip.compress((HEADER + REAL_ROWS).encode()), "a.csv", mode="wb"))
+    with pytest.raises(SegmentsFormatError, match="YTID, start_seconds"):
+        read_segments(write(tmp_path, REAL_ROWS, "b.csv"))
+
+
+def test_spreadsheet_damage_is_detected(tmp_path):
+    good = [f'{i:011d}, 0.000, 10.000, "/m/03l9g"\n' for i in range(200)]
+    name_errors = [f'#NAME?, {i}.000, {i + 10}.000, "/m/03l9g"\n' for i in range(20)]
+    with pytest.raises(SegmentsFormatError, match=r"damaged by a spreadsheet.*#NAME\?"):
+        read_segments(write(tmp_path, HEADER + "".join(good + name_errors), "name.csv"))
+    padded = [line.rstrip("\n") + ",,,\n" for line in good]
+    with pytest.raises(SegmentsFormatError, match="padding commas"):
+        read_segments(write(tmp_path, HEADER + "".join(padded), "padded.csv"))
+    # One damaged row among many is a malformed line, not a damaged file.
+    segments, bad = read_segments(write(tmp_path, HEADER + "".join(good + name_errors[:1]), "one.csv"))
+    assert len(segments) == 200 and len(bad) == 1 and "#NAME?" in bad[0][2] and bad[0][0] == 204
+
+
+def test_write_segments_csv_is_the_exact_format_and_round_trips(tmp_path):
+    segments, _ = read_segments(write(tmp_path, HEADER + REAL_ROWS))
+    path = tmp_path / "out.csv"
+    write_segments_csv(segments, path)
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "# Segments csv created Sun Mar  5 10:54:31 2017"
+    assert lines[1] == "# num_ytids=4, num_segs=4, num_unique_labels=8, num_positive_labels=8"
+    assert lines[2] == "# YTID, start_seconds, end_seconds, positive_labels"
+    assert "\n".join(lines[3:]) + "\n" == REAL_ROWS
+    row = re.compile(r'^[A-Za-z0-9_-]{11}, \d+\.\d{3}, \d+\.\d{3}, "/m/[^"]+"$')
+    assert all(row.match(line) for line in lines[3:])
+    again, bad = read_segments(path)
+    assert bad == [] and again.equals(segments)
+    with pytest.raises(ValueError, match="invalid segment"):
+        write_segments_csv(
+            pd.DataFrame({"ytid": ["../etc/pass"], "start": [0.0], "end": [1.0], "labels": ["/m/x"]}), path
+        )
+
+
+ONTOLOGY = [
+    {"id": "/m/04rlf", "name": "Music", "child_ids": ["/m/0342h", "/m/064t9"]},
+    {"id": "/m/0342h", "name": "Guitar", "child_ids": []},
+    {"id": "/m/064t9", "name": "Pop music", "child_ids": []},
+    {"id": "/m/09x0r", "name": "Speech", "child_ids": ["/m/01h8n0"]},
+    {"id": "/m/01h8n0", "name": "Conversation", "child_ids": []},
+    {"id": "/m/09l8g", "name": "Human voice", "child_ids": ["/m/09x0r", "/m/015lz1"]},
+    {"id": "/m/015lz1", "name": "Singing", "child_ids": []},
+    {"id": "/m/0838f", "name": "Water", "child_ids": ["/m/06mb1"]},
+    {"id": "/m/06mb1", "name": "Rain", "child_ids": []},
+    {"id": "/m/0jb2l", "name": "Thunderstorm", "child_ids": []},
+]
+
+
+@pytest.fixture
+def ontology(tmp_path):
+    path = tmp_path / "ontology.json"
+    path.write_text(json.dumps([{**node, "description": "", "restrictions": []} for node in ONTOLOGY]))
+    return load_ontology(path)
+
+
+def test_ontology_descendants(ontology, tmp_path):
+    assert descendants(ontology, ["/m/04rlf"]) == {"/m/04rlf", "/m/0342h", "/m/064t9"}
+    assert "/m/015lz1" not in descendants(ontology, ["/m/04rlf", "/m/09x0r"])  # Singing is not Music
+    with pytest.raises(ValueError, match="/m/nope"):
+        descendants(ontology, ["/m/nope"])
+    page = tmp_path / "page.json"
+    page.write_text("<html>not json</html>")
+    with pytest.raises(ValueError, match="page.json is not JSON .it looks like an HTML page"):
+        load_ontology(page)
+
+
+def segments_frame() -> pd.DataFrame:
+    rows = [
+        ("music_only1", 0.0, 10.0, "/m/04rlf"),
+        ("guitar_only", 0.0, 10.0, "/m/0342h,/m/064t9"),  # Music subtree only
+        ("speech_only", 0.0, 10.0, "/m/09x0r,/m/01h8n0"),
+        ("music_speec", 0.0, 10.0, "/m/04rlf,/m/09x0r"),  # all labels excluded
+        ("music_water", 0.0, 10.0, "/m/04rlf,/m/0838f"),  # keeps: Water is not excluded
+        ("singing_000", 0.0, 10.0, "/m/015lz1"),
+        ("rain_000000", 5.0, 15.0, "/m/06mb1"),
+        ("thunder_000", 0.0, 10.0, "/m/0jb2l"),
+        ("short_water", 0.0, 3.0, "/m/0838f"),  # shorter than the window
+        ("exact_windw", 1.0, 4.75, "/m/0838f"),
+        ("bad/id_0000", 0.0, 10.0, "/m/0838f"),
+        ("neg_start00", -1.0, 10.0, "/m/0838f"),
+        ("rain_000000", 5.0, 15.0, "/m/06mb1"),  # a repeated segment
+    ]
+    return pd.DataFrame(rows, columns=["ytid", "start", "end", "labels"])
+
+
+def test_selection_excludes_music_and_speech_only_and_short(ontology):
+    selected = select_segments(segments_frame(), ontology, SelectConfig(n_segments=0), n_shards=3, seed=0)
+    assert sorted(selected["ytid"]) == sorted(
+        ["music_water", "singing_000", "rain_000000", "thunder_000", "exact_windw"]
+    )
+    assert list(selected.columns) == ["ytid", "start", "end", "labels", "shard"]
+    assert selected.equals(selected.sort_values(["shard", "ytid", "start"]).reset_index(drop=True))
+    assert all(ID_PATTERN.match(ytid) for ytid in selected["ytid"])
+
+
+def test_selection_include_labels(ontology):
+    config = SelectConfig(n_segments=0, include_labels=["/m/0838f"], exclude_labels=[])
+    selected = select_segments(segments_frame(), ontology, config, n_shards=1, seed=0)
+    assert sorted(selected["ytid"]) == ["exact_windw", "music_water", "rain_000000"]
+
+
+def test_shards_are_sha1_of_the_id_and_stable():
+    for ytid in ["--4gqARaEJE", "-0RWZT-miFs", "zzya4dDVRLk"]:
+        expected = int.from_bytes(hashlib.sha1(ytid.encode()).digest()[:8], "big") % 7
+        assert shard_of(ytid, 7) == expected
+    assert [shard_of("--4gqARaEJE", n) for n in (1, 2, 100)] == [
+        0,
+        int.from_bytes(hashlib.sha1(b"--4gqARaEJE").digest()[:8], "big") % 2,
+        int.from_bytes(hashlib.sha1(b"--4gqARaEJE").digest()[:8], "big") % 100,
+    ]
+
+
+def test_seeded_sample_is_reproducible_and_order_independent(ontology):
+    rng = np.random.default_rng(1)
+    ids = ["".join(rng.choice(list("abcdefghijkLMNOP0123_-"), 11)) for _ in range(300)]
+    frame = pd.DataFrame({"ytid": ids, "start": 0.0, "end": 10.0, "labels": "/m/0838f"})
+    config = SelectConfig(n_segments=50)
+    first = select_segments(frame, ontology, config, n_shards=4, seed=7)
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    assert first.equals(select_segments(shuffled, ontology, config, n_shards=4, seed=7))
+    other = select_segments(frame, ontology, config, n_shards=4, seed=8)
+    assert len(first) == len(other) == 50 and set(first["ytid"]) != set(other["ytid"])
+    everything = select_segments(frame, ontology, SelectConfig(n_segments=0), n_shards=4, seed=7)
+    assert len(everything) == 300 and set(everything["shard"]) == {0, 1, 2, 3}
