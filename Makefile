@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: venv
-	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy --printshellcmds
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy \
+		--set-threads train_pretext=1 finetune_voc=1
 	@echo "demo finished: results/table1.csv results/table2.csv results/figures/"
 
 system-deps:

@@ -1,0 +1,156 @@
+"""The whole workflow through the real ``snakemake`` command on the tiny synthetic world.
+
+One run (module fixture) feeds every test here: the tables and figures it wrote, what a
+changed parameter makes Snakemake plan again, the HTML report.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_helpers import REPO, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+TEST_CONFIG = REPO / "configs" / "test.yaml"
+VOC_CLASSES = (
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
+    "pottedplant sheep sofa train tvmonitor"
+).split()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    snakemake(workdir, TEST_CONFIG, "--cores", "2", "--scheduler", "greedy", timeout=1800)
+    return workdir
+
+
+def test_tables_hold_measured_and_published_rows(finished_run):
+    table1 = pd.read_csv(finished_run / "results" / "table1.csv")
+    measured = table1[table1["source"] == "measured"]
+    assert sorted(measured["model"]) == ["mfcc-k3-alexnet", "random-alexnet", "texture-k3-alexnet"]
+    for column in ("head_map", "all_map"):
+        assert measured[column].between(0, 100).all()
+    assert (table1["source"] == "published").any()
+    assert measured["git_commit"].notna().all() and measured["config_hash"].notna().all()
+    sound = measured[measured["model"] != "random-alexnet"]
+    assert (sound["n_pretext_pairs"] > 0).all()
+
+    table2 = pd.read_csv(finished_run / "results" / "table2.csv")
+    assert list(table2.columns[3:23]) == VOC_CLASSES and table2.columns[23] == "map"
+    measured2 = table2[table2["source"] == "measured"]
+    assert set(measured2["mode"]) == {"head", "all"} and len(measured2) == 6
+    per_class_mean = measured2[VOC_CLASSES].mean(axis=1)
+    np.testing.assert_allclose(per_class_mean, measured2["map"], atol=0.02)
+
+
+def test_figures_are_written(finished_run):
+    for name in ("map_vs_k", "feature_comparison", "cluster_montage", "top_activations", "pretext_curves"):
+        figure = finished_run / "results" / "figures" / f"{name}.png"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_dataset_report_tells_what_was_lost(finished_run):
+    dataset = pd.read_csv(finished_run / "results" / "dataset.csv")
+    total = dataset.iloc[-1]
+    assert total["requested"] == total["downloaded"] + sum(
+        total[column] for column in dataset.columns if column.startswith("failed_")
+    )
+    # The tiny world hides one missing video, one corrupt file and one without audio.
+    assert total["failed_unavailable"] >= 1 and total["failed_corrupt"] >= 1 and total["failed_no_audio"] >= 1
+    assert total["pairs"] > 0
+    malformed = pd.read_csv(finished_run / "results" / "segments" / "malformed_lines.csv")
+    assert len(malformed) == 1 and malformed["line"].iloc[0] > 3
+
+
+def test_nothing_to_do_after_a_finished_run(finished_run):
+    assert planned_jobs(finished_run, TEST_CONFIG) == {}
+
+
+AFTER_PRETEXT = {"train_pretext": 2, "finetune_voc": 4, "tabulate_ap": 1, "plot_results": 1,
+                 "plot_activations": 1, "plot_training": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"pretext__epochs": 3}, AFTER_PRETEXT),
+        (
+            {"clusters__k": [3, 4], "figures__montage_k": 3},
+            {"cluster_kmeans": 2, "train_pretext": 2, "finetune_voc": 4, "tabulate_ap": 1, "plot_results": 1,
+             "plot_training": 1},
+        ),
+        (
+            {"features__texture": {"mod_norm": "mean2"}},
+            {"compute_texture": 2, "cluster_kmeans": 1, "train_pretext": 1, "finetune_voc": 2, "tabulate_ap": 1,
+             "plot_results": 1, "plot_clusters": 1, "plot_activations": 1, "plot_training": 1},
+        ),
+        ({"voc__iterations": 30}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
+    ],
+    ids=["pretext.epochs", "new k", "texture parameter", "voc parameter"],
+)
+def test_a_parameter_reruns_only_what_depends_on_it(finished_run, tmp_path, change, expected):
+    changed = write_config(TEST_CONFIG, tmp_path / "changed.yaml", **change)
+    assert dict(planned_jobs(finished_run, changed)) == expected
+
+
+def test_editing_a_training_script_does_not_redownload(finished_run, tmp_path):
+    # A copy of the workflow whose train_pretext adapter differs by one line.
+    copy = tmp_path / "workflow"
+    for name in ("Snakefile", "rules", "workflow_scripts", "schemas", "report", "envs"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
+    script = copy / "workflow_scripts" / "train_pretext.py"
+    script.write_text(script.read_text() + "\n# edited\n")
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "snakemake"), "-n", "--snakefile", str(copy / "Snakefile"),
+         "--directory", str(finished_run), "--configfile", str(TEST_CONFIG)],
+        capture_output=True, text=True, check=True,
+    )
+    text = result.stdout
+    assert "rule train_pretext:" in text
+    for upstream in ("download_clips", "extract_pairs", "compute_texture", "cluster_kmeans", "make_synthetic_world"):
+        assert f"rule {upstream}:" not in text, upstream
+
+
+@pytest.fixture(scope="module")
+def html_report(finished_run):
+    snakemake(finished_run, TEST_CONFIG, "--report", "results/report.html")
+    return finished_run / "results" / "report.html"
+
+
+def test_html_report_holds_tables_figures_and_dataset(html_report):
+    html = html_report.read_text(errors="replace")
+    for name in ("table1.csv", "table2.csv", "map_vs_k.png", "cluster_montage.png", "dataset.csv"):
+        assert name in html, name
+    assert "train_pretext" in html  # per-rule runtimes from the benchmark files
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--virtual-time-budget=15000",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps installs it)")
+def test_html_report_renders_in_a_browser(html_report, tmp_path):
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--dump-dom", html_report.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    ).stdout
+    # The report is a script-built page: these strings exist only once its code has run.
+    assert "Tables" in dom and "Figures" in dom and "Dataset" in dom, dom[:2000]
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}", "--window-size=1280,900",
+         html_report.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
