@@ -101,9 +101,10 @@ def test_a_parameter_reruns_only_what_depends_on_it(finished_run, tmp_path, chan
 def test_editing_a_training_script_does_not_redownload(finished_run, tmp_path):
     # A copy of the workflow whose train_pretext adapter differs by one line.
     copy = tmp_path / "workflow"
-    for name in ("Snakefile", "rules", "workflow_scripts", "schemas", "report", "envs"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
+    copy.mkdir()
+    shutil.copy(REPO / "Snakefile", copy / "Snakefile")
+    for name in ("rules", "workflow_scripts", "schemas", "report", "envs"):
+        shutil.copytree(REPO / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     script = copy / "workflow_scripts" / "train_pretext.py"
     script.write_text(script.read_text() + "\n# edited\n")
     result = subprocess.run(
