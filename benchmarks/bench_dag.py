@@ -26,8 +26,18 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def plan(workdir: Path, configfile: Path) -> tuple[float, int]:
-    command = [SNAKEMAKE, "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(configfile), "--quiet", "rules"]
+    command = [
+        SNAKEMAKE,
+        "-n",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--quiet",
+        "rules",
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
@@ -41,15 +51,28 @@ def run_flat(workdir: Path, n_jobs: int, scheduler: str) -> float:
         f"rule all:\n    input: expand('out/{{i}}.txt', i=range({n_jobs}))\n\n"
         "rule touch_one:\n    output: 'out/{i}.txt'\n    shell: 'touch {output}'\n"
     )
-    command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--cores", "2",
-               "--quiet", "all", "--scheduler", scheduler]
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--quiet",
+        "all",
+        "--scheduler",
+        scheduler,
+    ]
     start = time.perf_counter()
     subprocess.run(command, capture_output=True, text=True, check=True)
     return time.perf_counter() - start
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", type=int, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument("--jobs", type=int, default=600, help="jobs of the flat scheduler workflow")
     args = parser.parse_args()
@@ -64,21 +87,29 @@ def main() -> None:
             workdir.mkdir()
             seconds, jobs = plan(workdir, configfile)
             timings[shards] = (seconds, jobs)
-            print(f"plan paper DAG, {shards:4d} shards: {jobs:6d} jobs in {seconds:6.2f} s "
-                  f"({1000 * seconds / max(jobs, 1):.2f} ms/job)")
+            print(
+                f"plan paper DAG, {shards:4d} shards: {jobs:6d} jobs in {seconds:6.2f} s "
+                f"({1000 * seconds / max(jobs, 1):.2f} ms/job)"
+            )
         scheduler_seconds = {}
         for scheduler in ("ilp", "greedy"):
             workdir = Path(tmp) / f"flat-{scheduler}"
             workdir.mkdir()
-            scheduler_seconds[scheduler] = run_flat(workdir, args.jobs, scheduler)
-            print(f"run {args.jobs} trivial jobs, scheduler {scheduler:6s}: {scheduler_seconds[scheduler]:6.1f} s "
-                  f"({1000 * scheduler_seconds[scheduler] / args.jobs:.1f} ms/job)")
+            seconds = run_flat(workdir, args.jobs, scheduler)
+            scheduler_seconds[scheduler] = seconds
+            print(
+                f"run {args.jobs} trivial jobs, scheduler {scheduler:6s}: {seconds:6.1f} s "
+                f"({1000 * seconds / args.jobs:.1f} ms/job)"
+            )
     smallest, largest = min(timings), max(timings)
     growth = timings[largest][0] / timings[smallest][0]
     ratio = scheduler_seconds["ilp"] / scheduler_seconds["greedy"]
-    print(f"RESULT: paper DAG at {largest} shards plans {timings[largest][1]} jobs in {timings[largest][0]:.1f} s "
-          f"(target < 10 s; x{growth:.1f} from {smallest} shards); greedy scheduler {ratio:.1f}x faster than ILP "
-          f"on {args.jobs} jobs")
+    plan_seconds, plan_jobs = timings[largest]
+    print(
+        f"RESULT: paper DAG at {largest} shards plans {plan_jobs} jobs in {plan_seconds:.1f} s "
+        f"(target < 10 s; x{growth:.1f} from {smallest} shards); "
+        f"greedy scheduler {ratio:.1f}x faster than ILP on {args.jobs} jobs"
+    )
 
 
 if __name__ == "__main__":

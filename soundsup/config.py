@@ -56,7 +56,9 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> dict:
     filled = copy.deepcopy(dict(config))
     _fill_defaults(filled, schema)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(filled), key=lambda e: (len(e.absolute_path), _dotted(e.absolute_path)))
+    errors = sorted(
+        validator.iter_errors(filled), key=lambda e: (len(e.absolute_path), _dotted(e.absolute_path))
+    )
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
     _check_consistency(filled)
@@ -91,13 +93,21 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if figures["montage_feature"] not in config["features"]["names"]:
         problems.append(f"figures.montage_feature={figures['montage_feature']!r} is not in features.names")
     if figures["montage_k"] not in config["clusters"]["k"]:
-        problems.append(f"figures.montage_k={figures['montage_k']} is not in clusters.k {config['clusters']['k']}")
+        problems.append(
+            f"figures.montage_k={figures['montage_k']} is not in clusters.k {config['clusters']['k']}"
+        )
     sound_models = [name for name in model_names(config) if not name.startswith(("random-", "imagenet-"))]
     if figures["activation_model"] not in sound_models:
-        problems.append(f"figures.activation_model={figures['activation_model']!r} is not one of {sound_models}")
+        problems.append(
+            f"figures.activation_model={figures['activation_model']!r} is not one of {sound_models}"
+        )
     if config["world"] == "synthetic" and config["download"]["source"] != "local":
         problems.append("world=synthetic needs download.source=local (the synthetic clips are local files)")
-    if config["download"]["source"] == "local" and config["world"] != "synthetic" and not config["download"]["local_dir"]:
+    if (
+        config["download"]["source"] == "local"
+        and config["world"] != "synthetic"
+        and not config["download"]["local_dir"]
+    ):
         problems.append("download.source=local needs download.local_dir")
     if config["features"]["texture"]["high_hz"] > config["pairs"]["sample_rate"] / 2:
         problems.append("features.texture.high_hz is above the Nyquist frequency of pairs.sample_rate")

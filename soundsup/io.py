@@ -117,7 +117,9 @@ def package_versions(names: tuple[str, ...] = _TRACKED_PACKAGES) -> dict[str, st
     return versions
 
 
-def write_meta(artifact: str | os.PathLike[str], config_slice: Any, seed: int | None = None, **extra: Any) -> Path:
+def write_meta(
+    artifact: str | os.PathLike[str], config_slice: Any, seed: int | None = None, **extra: Any
+) -> Path:
     """Write the provenance sidecar ``<artifact>.meta.json`` and return its path.
 
     It records the config slice that produced the artifact, its hash, the seed, the git commit

@@ -108,11 +108,19 @@ def conv_layers(model: nn.Module) -> dict[str, nn.Module]:
     raise TypeError(f"unsupported model type {type(model).__name__}")
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, arch: str, n_outputs: int, fc_width: int, **extra) -> None:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, arch: str, n_outputs: int, fc_width: int, **extra
+) -> None:
     """Write the model file read by :func:`load_model` (atomically)."""
     from soundsup.io import atomic_path
 
-    payload = {"arch": arch, "n_outputs": n_outputs, "fc_width": fc_width, "state_dict": model.state_dict(), **extra}
+    payload = {
+        "arch": arch,
+        "n_outputs": n_outputs,
+        "fc_width": fc_width,
+        "state_dict": model.state_dict(),
+        **extra,
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 

@@ -10,7 +10,6 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-
 from workflow_helpers import REPO, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -71,8 +70,14 @@ def test_nothing_to_do_after_a_finished_run(finished_run):
     assert planned_jobs(finished_run, TEST_CONFIG) == {}
 
 
-AFTER_PRETEXT = {"train_pretext": 2, "finetune_voc": 4, "tabulate_ap": 1, "plot_results": 1,
-                 "plot_activations": 1, "plot_training": 1}
+AFTER_PRETEXT = {
+    "train_pretext": 2,
+    "finetune_voc": 4,
+    "tabulate_ap": 1,
+    "plot_results": 1,
+    "plot_activations": 1,
+    "plot_training": 1,
+}
 
 
 @pytest.mark.parametrize(
@@ -81,13 +86,28 @@ AFTER_PRETEXT = {"train_pretext": 2, "finetune_voc": 4, "tabulate_ap": 1, "plot_
         ({"pretext__epochs": 3}, AFTER_PRETEXT),
         (
             {"clusters__k": [3, 4], "figures__montage_k": 3},
-            {"cluster_kmeans": 2, "train_pretext": 2, "finetune_voc": 4, "tabulate_ap": 1, "plot_results": 1,
-             "plot_training": 1},
+            {
+                "cluster_kmeans": 2,
+                "train_pretext": 2,
+                "finetune_voc": 4,
+                "tabulate_ap": 1,
+                "plot_results": 1,
+                "plot_training": 1,
+            },
         ),
         (
             {"features__texture": {"mod_norm": "mean2"}},
-            {"compute_texture": 2, "cluster_kmeans": 1, "train_pretext": 1, "finetune_voc": 2, "tabulate_ap": 1,
-             "plot_results": 1, "plot_clusters": 1, "plot_activations": 1, "plot_training": 1},
+            {
+                "compute_texture": 2,
+                "cluster_kmeans": 1,
+                "train_pretext": 1,
+                "finetune_voc": 2,
+                "tabulate_ap": 1,
+                "plot_results": 1,
+                "plot_clusters": 1,
+                "plot_activations": 1,
+                "plot_training": 1,
+            },
         ),
         ({"voc__iterations": 30}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
     ],
@@ -108,13 +128,29 @@ def test_editing_a_training_script_does_not_redownload(finished_run, tmp_path):
     script = copy / "workflow_scripts" / "train_pretext.py"
     script.write_text(script.read_text() + "\n# edited\n")
     result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "snakemake"), "-n", "--snakefile", str(copy / "Snakefile"),
-         "--directory", str(finished_run), "--configfile", str(TEST_CONFIG)],
-        capture_output=True, text=True, check=True,
+        [
+            str(REPO / ".venv" / "bin" / "snakemake"),
+            "-n",
+            "--snakefile",
+            str(copy / "Snakefile"),
+            "--directory",
+            str(finished_run),
+            "--configfile",
+            str(TEST_CONFIG),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     text = result.stdout
     assert "rule train_pretext:" in text
-    for upstream in ("download_clips", "extract_pairs", "compute_texture", "cluster_kmeans", "make_synthetic_world"):
+    for upstream in (
+        "download_clips",
+        "extract_pairs",
+        "compute_texture",
+        "cluster_kmeans",
+        "make_synthetic_world",
+    ):
         assert f"rule {upstream}:" not in text, upstream
 
 
@@ -133,8 +169,14 @@ def test_html_report_holds_tables_figures_and_dataset(html_report):
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--virtual-time-budget=15000",
 ]
 
@@ -144,14 +186,24 @@ def test_html_report_renders_in_a_browser(html_report, tmp_path):
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     dom = subprocess.run(
         [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--dump-dom", html_report.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     ).stdout
     # The report is a script-built page: these strings exist only once its code has run.
     assert "Tables" in dom and "Figures" in dom and "Dataset" in dom, dom[:2000]
     screenshot = tmp_path / "report.png"
     subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}", "--window-size=1280,900",
-         html_report.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            *profile,
+            f"--screenshot={screenshot}",
+            "--window-size=1280,900",
+            html_report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

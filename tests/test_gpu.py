@@ -21,7 +21,10 @@ def start(lock_dir, wait_s, hold_s, **env):
     environment.update(env)
     return subprocess.Popen(
         [sys.executable, "-c", CLAIM, str(lock_dir), str(wait_s), str(hold_s)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
 
 

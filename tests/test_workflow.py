@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO, planned_jobs, snakemake
 
 RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
@@ -35,9 +34,21 @@ def test_paper_config_plans_the_full_dag_offline(tmp_path):
 def test_demo_dag_has_every_stage(tmp_path):
     jobs = planned_jobs(tmp_path, REPO / "configs/demo.yaml")
     for rule in (
-        "make_synthetic_world", "select_segments", "download_clips", "extract_pairs", "compute_texture",
-        "compute_mfcc", "cluster_kmeans", "train_pretext", "finetune_voc", "tabulate_ap", "plot_results",
-        "plot_clusters", "plot_activations", "plot_training", "report_dataset",
+        "make_synthetic_world",
+        "select_segments",
+        "download_clips",
+        "extract_pairs",
+        "compute_texture",
+        "compute_mfcc",
+        "cluster_kmeans",
+        "train_pretext",
+        "finetune_voc",
+        "tabulate_ap",
+        "plot_results",
+        "plot_clusters",
+        "plot_activations",
+        "plot_training",
+        "report_dataset",
     ):
         assert jobs[rule] >= 1, rule
     assert "fetch_voc07" not in jobs and "fetch_audioset_csv" not in jobs

@@ -18,8 +18,14 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 1500, check: bool = True):
     """Run snakemake on the repository's Snakefile in ``workdir``; return the CompletedProcess."""
     command = [
-        SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), *args,
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)

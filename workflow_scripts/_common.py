@@ -34,7 +34,9 @@ def run(main: Callable[[object], None], snakemake: object) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
     logging.captureWarnings(True)
     log = logging.getLogger(f"soundsup.rule.{snakemake.rule}")
-    log.info("rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads)
+    log.info(
+        "rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads
+    )
     try:
         main(snakemake)
     except BaseException:

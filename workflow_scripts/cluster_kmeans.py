@@ -30,10 +30,14 @@ def main(snakemake) -> None:
     )
     summary = {"feature": snakemake.wildcards.feature, "n_pairs": len(ids), **result.summary}
     log.info("k=%d: %s", n_clusters, summary)
-    write_parquet(snakemake.output.labels, pd.DataFrame({"pair_id": ids["pair_id"], "cluster": result.labels}))
+    write_parquet(
+        snakemake.output.labels, pd.DataFrame({"pair_id": ids["pair_id"], "cluster": result.labels})
+    )
     save_npy(snakemake.output.centroids, result.centroids)
     write_json(snakemake.output.summary, summary)
-    write_meta(snakemake.output.labels, {**snakemake.params.clusters, "k": n_clusters}, seed=snakemake.params.seed)
+    write_meta(
+        snakemake.output.labels, {**snakemake.params.clusters, "k": n_clusters}, seed=snakemake.params.seed
+    )
 
 
 run(main, snakemake)  # noqa: F821

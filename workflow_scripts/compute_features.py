@@ -17,13 +17,18 @@ def main(snakemake) -> None:
     index = pd.read_parquet(snakemake.input.index)
     audio = np.load(snakemake.input.audio, mmap_mode="r")
     if len(index) != len(audio):
-        raise ValueError(f"{snakemake.input.index} has {len(index)} rows but {snakemake.input.audio} {len(audio)}")
+        raise ValueError(
+            f"{snakemake.input.index} has {len(index)} rows but {snakemake.input.audio} {len(audio)}"
+        )
     sample_rate = snakemake.params.sample_rate
 
     if snakemake.rule == "compute_texture":
         from soundsup.texture import TextureConfig, is_silent, texture_stats_batch
 
-        settings = {**snakemake.params.texture, "corr_offsets": tuple(snakemake.params.texture["corr_offsets"])}
+        settings = {
+            **snakemake.params.texture,
+            "corr_offsets": tuple(snakemake.params.texture["corr_offsets"]),
+        }
         features = texture_stats_batch(np.asarray(audio), sample_rate, config=TextureConfig(**settings))
         silent = is_silent(features)
         config_slice = snakemake.params.texture

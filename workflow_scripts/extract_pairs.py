@@ -19,7 +19,12 @@ def main(snakemake) -> None:
         raise RuntimeError(f"index ({len(index)}), frames ({len(frames)}) and audio ({len(audio)}) disagree")
     for row in failures.itertuples():
         log.info("no pair from %s@%.3f: %s: %s", row.ytid, row.start, row.reason, row.message)
-    log.info("%d pairs from %d clips, %d clips skipped", len(index), (manifest["status"] == "ok").sum(), len(failures))
+    log.info(
+        "%d pairs from %d clips, %d clips skipped",
+        len(index),
+        (manifest["status"] == "ok").sum(),
+        len(failures),
+    )
     save_npy(snakemake.output.frames, frames)
     save_npy(snakemake.output.audio, audio)
     write_parquet(snakemake.output.failures, failures)

@@ -43,8 +43,14 @@ def main(snakemake) -> None:
     device = pick_device()
     scores, history = finetune_voc(model, train_images, train_labels, test_images, mode, config, seed, device)
     table = average_precision_table(test_labels, scores)
-    log.info("%s %s seed %d: mAP %.2f (step), %.2f (VOC07 11-point)", snakemake.wildcards.model, mode, seed,
-             100 * mean_ap(table), 100 * table["ap_voc07"].mean())
+    log.info(
+        "%s %s seed %d: mAP %.2f (step), %.2f (VOC07 11-point)",
+        snakemake.wildcards.model,
+        mode,
+        seed,
+        100 * mean_ap(table),
+        100 * table["ap_voc07"].mean(),
+    )
 
     pretext = json.loads(open(snakemake.input.meta).read()) if snakemake.input.meta else {}
     save_npy(snakemake.output.scores, np.asarray(scores, dtype=np.float32))

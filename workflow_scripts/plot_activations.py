@@ -18,7 +18,9 @@ def main(snakemake) -> None:
     model.eval()
     layers = conv_layers(model)
     if snakemake.params.layer not in layers:
-        raise KeyError(f"figures.activation_layer={snakemake.params.layer!r}; this model has {sorted(layers)}")
+        raise KeyError(
+            f"figures.activation_layer={snakemake.params.layer!r}; this model has {sorted(layers)}"
+        )
     layer = layers[snakemake.params.layer]
     images = to_model_input(frames, snakemake.params.crop_size)
     filters = choose_filters(model, layer, images, n_filters=snakemake.params.n_filters)

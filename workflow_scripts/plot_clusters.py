@@ -14,7 +14,9 @@ def main(snakemake) -> None:
     if not labels["pair_id"].equals(pairs["pair_id"]):
         raise ValueError(f"{snakemake.input.labels} does not line up with the pair indices")
     frames = np.concatenate([np.load(path, mmap_mode="r") for path in snakemake.input.frames])
-    plot_cluster_montage(frames, labels["cluster"].to_numpy(), snakemake.output[0], seed=snakemake.params.seed)
+    plot_cluster_montage(
+        frames, labels["cluster"].to_numpy(), snakemake.output[0], seed=snakemake.params.seed
+    )
 
 
 run(main, snakemake)  # noqa: F821

@@ -21,7 +21,11 @@ def main(snakemake) -> None:
     ontology = load_ontology(snakemake.input.ontology)
     select = dict(snakemake.params.select)
     selection = select_segments(
-        segments, ontology, SelectConfig(**select), n_shards=snakemake.params.shards, seed=snakemake.params.seed
+        segments,
+        ontology,
+        SelectConfig(**select),
+        n_shards=snakemake.params.shards,
+        seed=snakemake.params.seed,
     )
     write_parquet(snakemake.output.selection, selection)
     write_meta(

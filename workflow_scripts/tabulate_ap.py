@@ -17,7 +17,9 @@ def main(snakemake) -> None:
 
     long = collect_ap(records_from_paths(snakemake.input.ap))
     published = load_published()
-    table2 = pd.concat([build_table2(long, published, mode=mode) for mode in snakemake.params.modes], ignore_index=True)
+    table2 = pd.concat(
+        [build_table2(long, published, mode=mode) for mode in snakemake.params.modes], ignore_index=True
+    )
     write_table(build_table1(long, published), snakemake.output.table1)
     write_table(table2, snakemake.output.table2)
 
