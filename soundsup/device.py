@@ -1,12 +1,20 @@
-"""Device, precision and thread choices, made explicit and passed as arguments."""
+"""Device, precision, memory and thread choices, made explicit and passed as arguments."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
+import platform
 import random
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp32")
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -16,16 +24,64 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a no-op on CPU (where bf16 would be slower and less exact)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware (CUDA Ampere+; x86 AVX512-BF16 or AMX)."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return torch.backends.mkldnn.is_available() and any(
+            getattr(torch.cpu, name, lambda: False)() for name in checks
+        )
+    return False
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA (tensor cores want NHWC), contiguous on CPU."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device``: bf16, or None for plain fp32.
+
+    ``'auto'`` is bf16 where the hardware computes it natively (see :func:`native_bf16`) and
+    fp32 elsewhere, where emulated bf16 would be slower and no more exact; ``'bf16'`` forces
+    it, ``'fp32'`` turns it off. Weights, optimizer state and the loss stay fp32 either way.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if precision == "fp32" or (precision == "auto" and not native_bf16(device)):
+        return None
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device`` (from :func:`autocast_dtype`); a no-op for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def memory_format(device: torch.device, dtype: torch.dtype | None = None) -> torch.memory_format:
+    """channels_last on CUDA and under bf16 autocast (tensor cores and oneDNN's bf16 convolutions
+    want NHWC), contiguous for fp32 on CPU."""
+    if device.type == "cuda" or dtype is not None:
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def retain_freed_host_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse: no mmap for big blocks, no trimming.
+
+    A training step frees and re-allocates the same large buffers (gradients, bf16 weight
+    copies, activations); by default glibc returns each block of 32 MB or more to the kernel
+    and the next step page-faults it back in, which costs as much as the matrix products on a
+    CPU. The process's resident size then stays at its peak instead of shrinking. Returns
+    False (and changes nothing) where the C library is not glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    done = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    log.debug("glibc malloc: freed memory retained (%s)", done)
+    return done
 
 
 def seed_everything(seed: int) -> torch.Generator:

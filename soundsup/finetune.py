@@ -8,7 +8,8 @@ probability 1/2 and resized bilinearly to crop_size. SGD with momentum, biases a
 ``bias_lr_mult`` x lr, weight decay, gradient-norm clipping, lr x ``lr_gamma`` every ``lr_step``
 iterations; loss = sigmoid cross-entropy summed over the classes and divided by the batch size,
 with label 0 (difficult only) masked out. The final weights score the test set: the sum of the
-logits over ``test_augmentations`` random crops.
+logits over ``test_augmentations`` random crops. Forward passes run under bf16 autocast where
+the hardware multiplies bf16 natively (``precision``; see :func:`soundsup.device.autocast_dtype`).
 
 All randomness comes from the seed: crops and batch order from explicit generators, dropout
 from a forked global generator (restored afterwards), so a CPU run is deterministic.
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models as tv_models
 
-from soundsup.device import autocast, memory_format
+from soundsup.device import autocast, autocast_dtype, memory_format
 from soundsup.models import (
     ARCHS,
     build_model,
@@ -71,6 +72,7 @@ class FinetuneConfig:
     test_augmentations: int = 10
     max_side: int = 500
     log_every: int = 100
+    precision: str = "auto"  # 'auto' | 'bf16' | 'fp32'
 
     def __post_init__(self) -> None:
         positive = ("iterations", "batch_size", "lr", "lr_step", "lr_gamma", "clip_grad_norm", "crop_size")
@@ -223,7 +225,10 @@ def _optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.SGD:
         {"params": weights, "lr": config.lr, "base_lr": config.lr},
         {"params": biases, "lr": config.lr * config.bias_lr_mult, "base_lr": config.lr * config.bias_lr_mult},
     ]
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    fused = all(p.device.type in ("cpu", "cuda") for p in weights + biases)
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused
+    )
 
 
 def masked_bce(logits: Tensor, labels: Tensor) -> Tensor:
@@ -260,9 +265,9 @@ def _to_device(images: Sequence[np.ndarray], device: torch.device) -> list[Tenso
     return tensors
 
 
-def _forward(model: nn.Module, batch: Tensor, device: torch.device) -> Tensor:
-    with autocast(device):
-        logits = model(batch.contiguous(memory_format=memory_format(device)))
+def _forward(model: nn.Module, batch: Tensor, device: torch.device, amp: torch.dtype | None) -> Tensor:
+    with autocast(device, amp):
+        logits = model(batch.contiguous(memory_format=memory_format(device, amp)))
     return logits.float()
 
 
@@ -277,6 +282,7 @@ def _train(
 ) -> list[dict]:
     """Run ``config.iterations`` SGD steps; return one history record per log step."""
     trainable = [p for p in model.parameters() if p.requires_grad]
+    amp = autocast_dtype(device, config.precision)
     optimizer = _optimizer(model, config)
     batches = _batch_indices(len(images), config.batch_size, generator)
     shapes = [tuple(image.shape[:2]) for image in images]
@@ -291,7 +297,7 @@ def _train(
         indices = next(batches)
         crops = sample_crops([shapes[i] for i in indices], config, generator)
         batch = crop_batch([images[i] for i in indices], crops, config.crop_size)
-        loss = masked_bce(_forward(model, batch, device), labels[indices])
+        loss = masked_bce(_forward(model, batch, device, amp), labels[indices])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trainable, config.clip_grad_norm)
@@ -329,6 +335,7 @@ def predict_voc(
 ) -> np.ndarray:
     """Test scores (N, 20) float32: logits summed over ``config.test_augmentations`` random crops."""
     model.eval()
+    amp = autocast_dtype(device, config.precision)
     shapes = [tuple(image.shape[:2]) for image in images]
     scores = torch.zeros((len(images), N_CLASSES), dtype=torch.float32, device=device)
     for _ in range(config.test_augmentations):
@@ -336,7 +343,7 @@ def predict_voc(
             stop = min(start + config.batch_size, len(images))
             crops = sample_crops(shapes[start:stop], config, generator)
             batch = crop_batch(images[start:stop], crops, config.crop_size)
-            scores[start:stop] += _forward(model, batch, device)
+            scores[start:stop] += _forward(model, batch, device, amp)
     return scores.cpu().numpy()
 
 
@@ -373,7 +380,7 @@ def finetune_voc(
         torch.manual_seed(seeds["dropout"])
         _new_head(model, torch.Generator().manual_seed(seeds["head"]))
         set_trainable(model, mode)
-        model.to(device=device, memory_format=memory_format(device))
+        model.to(device=device, memory_format=memory_format(device, autocast_dtype(device, config.precision)))
         train = _to_device(train_images, device)
         labels = torch.from_numpy(train_labels.astype(np.int8)).to(device)
         log.info(

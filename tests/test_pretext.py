@@ -188,17 +188,28 @@ def assert_same_weights(path_a: Path, path_b: Path) -> None:
         assert torch.equal(state_a[name], state_b[name]), name
 
 
-def test_stop_after_epoch_then_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stop_after_epoch_then_resume_is_bit_identical(tmp_path, precision):
     frames, targets, groups = coloured_frames(32, 32, seed=1)
-    train_pretext(frames, targets, groups, "resnet18", 3, TINY, 7, CPU, **paths(tmp_path / "whole"))
+    config = PretextConfig(**{**TINY.__dict__, "precision": precision})
+    train_pretext(frames, targets, groups, "resnet18", 3, config, 7, CPU, **paths(tmp_path / "whole"))
 
     stopped = train_pretext(
-        frames, targets, groups, "resnet18", 3, TINY, 7, CPU, **paths(tmp_path / "parts"), stop_after_epoch=1
+        frames,
+        targets,
+        groups,
+        "resnet18",
+        3,
+        config,
+        7,
+        CPU,
+        **paths(tmp_path / "parts"),
+        stop_after_epoch=1,
     )
     assert stopped["stopped_early"] and stopped["epochs"] == 1
     assert (tmp_path / "parts" / "checkpoint.pt").exists() and not (tmp_path / "parts" / "model.pt").exists()
     assert len((tmp_path / "parts" / "history.jsonl").read_text().splitlines()) == 1
-    final = train_pretext(frames, targets, groups, "resnet18", 3, TINY, 7, CPU, **paths(tmp_path / "parts"))
+    final = train_pretext(frames, targets, groups, "resnet18", 3, config, 7, CPU, **paths(tmp_path / "parts"))
     assert final["epochs"] == 2 and not final["stopped_early"]
     assert_same_weights(tmp_path / "whole" / "model.pt", tmp_path / "parts" / "model.pt")
 

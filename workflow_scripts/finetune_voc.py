@@ -12,7 +12,7 @@ def main(snakemake) -> None:
     claim_gpu()  # a card of its own on a workstation; SLURM's choice is kept
     import numpy as np
 
-    from soundsup.device import pick_device, seed_everything, set_threads
+    from soundsup.device import pick_device, retain_freed_host_memory, seed_everything, set_threads
     from soundsup.finetune import FinetuneConfig, finetune_voc, load_backbone
     from soundsup.io import save_npy, write_meta, write_text
     from soundsup.metrics import average_precision_table, mean_ap
@@ -20,6 +20,7 @@ def main(snakemake) -> None:
 
     log = logging.getLogger("soundsup.rule.finetune_voc")
     set_threads(snakemake.threads)
+    retain_freed_host_memory()  # training re-allocates the same big buffers every step
     seed = int(snakemake.wildcards.seed)
     mode = snakemake.wildcards.mode
     config = FinetuneConfig(**snakemake.params.voc, log_every=snakemake.params.log_every)

@@ -12,12 +12,13 @@ def main(snakemake) -> None:
     import numpy as np
     import pandas as pd
 
-    from soundsup.device import pick_device, set_threads
+    from soundsup.device import pick_device, retain_freed_host_memory, set_threads
     from soundsup.io import write_meta
     from soundsup.pretext import PretextConfig, train_pretext
 
     log = logging.getLogger("soundsup.rule.train_pretext")
     set_threads(snakemake.threads)
+    retain_freed_host_memory()  # training re-allocates the same big buffers every step
     labels = pd.read_parquet(snakemake.input.labels)
     pairs = pd.concat([pd.read_parquet(path) for path in snakemake.input.indices], ignore_index=True)
     if not labels["pair_id"].equals(pairs["pair_id"]):
