@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: venv
-	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy \
-		--set-threads train_pretext=1 finetune_voc=1
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy
 	@echo "demo finished: results/table1.csv results/table2.csv results/figures/"
 
 system-deps:

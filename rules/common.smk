@@ -143,5 +143,6 @@ FINETUNE_KEYS_NOT_RESULTS = (
     "baselines",
     "imagenet_weights",
     "log_every",
+    "threads",
     "mem_mb",
 )

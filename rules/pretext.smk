@@ -18,13 +18,13 @@ rule train_pretext:
         "results/benchmarks/train_pretext/{feature}-k{k}-{arch}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 4
+    threads: config["pretext"]["threads"]
     resources:
         gpu=1,
         mem_mb=config["pretext"]["mem_mb"],
         runtime=24 * 60,
     params:
-        pretext=stage_config("pretext", drop=("arch", "log_every", "mem_mb")),
+        pretext=stage_config("pretext", drop=("arch", "log_every", "threads", "mem_mb")),
         log_every=config["pretext"]["log_every"],
         checkpoint="results/pretext/{feature}/k{k}/{arch}/checkpoint.pt",
         seed=config["seed"],

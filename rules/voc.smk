@@ -15,7 +15,7 @@ rule finetune_voc:
         "results/benchmarks/finetune_voc/{model}-{mode}-seed{seed}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 4
+    threads: config["voc"]["threads"]
     resources:
         gpu=1,
         mem_mb=config["voc"]["mem_mb"],

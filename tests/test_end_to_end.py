@@ -110,8 +110,10 @@ AFTER_PRETEXT = {
             },
         ),
         ({"voc__iterations": 30}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
+        ({"pretext__precision": "fp32"}, AFTER_PRETEXT),
+        ({"pretext__threads": 1, "pretext__mem_mb": 2500, "voc__threads": 1}, {}),
     ],
-    ids=["pretext.epochs", "new k", "texture parameter", "voc parameter"],
+    ids=["pretext.epochs", "new k", "texture parameter", "voc parameter", "precision", "threads and memory"],
 )
 def test_a_parameter_reruns_only_what_depends_on_it(finished_run, tmp_path, change, expected):
     changed = write_config(TEST_CONFIG, tmp_path / "changed.yaml", **change)
