@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from soundsup.clusters import ClusterConfig, cluster_features, label_agreement, weighted_nmi
+from soundsup.clusters import ClusterConfig, _omp_threads, cluster_features, label_agreement, weighted_nmi
 
 CONFIG = ClusterConfig(n_init=3, backend="auto")
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+
+
+@pytest.fixture(params=["sklearn", "faiss"])
+def backend(request) -> str:
+    """Each backend in turn; the faiss runs are skipped where faiss is not installed."""
+    if request.param == "faiss":
+        pytest.importorskip("faiss")
+    return request.param
 
 
 def blobs(
@@ -23,10 +37,10 @@ def blobs(
     return features.astype(np.float32), truth
 
 
-def test_recovers_well_separated_blobs_and_centroids_in_original_space():
+def test_recovers_well_separated_blobs_and_centroids_in_original_space(backend):
     features, truth = blobs()
     keep = np.ones(len(features), bool)
-    result = cluster_features(features, keep, 4, CONFIG, seed=0)
+    result = cluster_features(features, keep, 4, replace(CONFIG, backend=backend), seed=0)
     assert result.labels.dtype == np.int64 and result.labels.shape == truth.shape
     assert adjusted_rand_score(truth, result.labels) == 1.0
     assert result.centroids.shape == (4, 6) and result.centroids.dtype == np.float32
@@ -36,7 +50,22 @@ def test_recovers_well_separated_blobs_and_centroids_in_original_space():
     summary = result.summary
     assert summary["k"] == 4 and summary["n_used"] == 160 and summary["n_dropped"] == 0
     assert summary["n_nonempty"] == 4 and sorted(summary["sizes"]) == [40, 40, 40, 40]
-    assert summary["backend"] == "sklearn"  # faiss is not installed: auto falls back
+    assert summary["backend"] == backend
+
+
+def test_auto_is_faiss_when_installed_else_sklearn():
+    features, _ = blobs(n_per_blob=10)
+    result = cluster_features(features, np.ones(len(features), bool), 4, CONFIG, seed=0)
+    assert result.summary["backend"] == ("faiss" if HAS_FAISS else "sklearn")
+
+
+def test_auto_falls_back_and_faiss_fails_clearly_without_faiss(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    features, _ = blobs(n_per_blob=10)
+    keep = np.ones(len(features), bool)
+    assert cluster_features(features, keep, 4, CONFIG, seed=0).summary["backend"] == "sklearn"
+    with pytest.raises(ImportError, match="backend is 'faiss' but the faiss package is not installed"):
+        cluster_features(features, keep, 4, ClusterConfig(backend="faiss"), seed=0)
 
 
 def test_standardize_matters_when_one_dimension_dominates():
@@ -52,25 +81,26 @@ def test_standardize_matters_when_one_dimension_dominates():
     assert adjusted_rand_score(truth, raw.labels) < 0.5
 
 
-def test_deterministic_with_the_seed():
+def test_deterministic_with_the_seed(backend):
     rng = np.random.default_rng(2)
     features = rng.normal(size=(300, 8)).astype(np.float32)  # no structure: the seed decides
     keep = np.ones(300, bool)
-    first = cluster_features(features, keep, 7, ClusterConfig(n_init=2), seed=5)
-    second = cluster_features(features, keep, 7, ClusterConfig(n_init=2), seed=5)
-    other = cluster_features(features, keep, 7, ClusterConfig(n_init=1, max_iter=1), seed=6)
+    config = ClusterConfig(n_init=2, backend=backend)
+    first = cluster_features(features, keep, 7, config, seed=5)
+    second = cluster_features(features, keep, 7, config, seed=5)
+    other = cluster_features(features, keep, 7, replace(config, n_init=1, max_iter=1), seed=6)
     np.testing.assert_array_equal(first.labels, second.labels)
     np.testing.assert_array_equal(first.centroids, second.centroids)
     assert first.summary == second.summary
     assert not np.array_equal(first.labels, other.labels)
 
 
-def test_silent_rows_dropped_to_minus_one_and_not_in_the_statistics():
+def test_silent_rows_dropped_to_minus_one_and_not_in_the_statistics(backend):
     features, truth = blobs(n_per_blob=20, n_blobs=3)
     keep = np.ones(len(features), bool)
     keep[::7] = False
     features[~keep] = 1e9  # silent rows' features must not influence anything
-    result = cluster_features(features, keep, 3, CONFIG, seed=0)
+    result = cluster_features(features, keep, 3, replace(CONFIG, backend=backend), seed=0)
     assert (result.labels[~keep] == -1).all()
     assert (result.labels[keep] >= 0).all()
     assert adjusted_rand_score(truth[keep], result.labels[keep]) == 1.0
@@ -79,9 +109,10 @@ def test_silent_rows_dropped_to_minus_one_and_not_in_the_statistics():
     assert np.abs(result.centroids).max() < 1e6
 
 
-def test_identical_rows_and_k_larger_than_n_do_not_crash():
+def test_identical_rows_and_k_larger_than_n_do_not_crash(backend):
+    config = replace(CONFIG, backend=backend)
     features = np.ones((10, 4), np.float32)  # zero variance everywhere
-    result = cluster_features(features, np.ones(10, bool), 3, CONFIG, seed=0)
+    result = cluster_features(features, np.ones(10, bool), 3, config, seed=0)
     assert result.summary["n_nonempty"] == 1
     assert result.summary["sizes"] == [10, 0, 0]
     np.testing.assert_array_equal(result.labels, np.zeros(10))
@@ -90,7 +121,7 @@ def test_identical_rows_and_k_larger_than_n_do_not_crash():
 
     few = np.arange(15, dtype=np.float32).reshape(5, 3)
     keep = np.array([True, True, False, True, True])
-    result = cluster_features(few, keep, 8, CONFIG, seed=0)
+    result = cluster_features(few, keep, 8, config, seed=0)
     assert result.centroids.shape == (8, 3) and np.isfinite(result.centroids).all()
     assert result.summary["n_nonempty"] == 4 and result.summary["sizes"] == [1, 1, 1, 1, 0, 0, 0, 0]
     assert result.labels[2] == -1 and sorted(result.labels[keep]) == [0, 1, 2, 3]
@@ -99,11 +130,92 @@ def test_identical_rows_and_k_larger_than_n_do_not_crash():
     np.testing.assert_array_equal(result.centroids[4:], np.repeat(result.centroids[:1], 4, axis=0))
 
 
-def test_duplicate_rows_leave_empty_clusters_reported():
+def test_duplicate_rows_leave_empty_clusters_reported(backend):
     features = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]], np.float32), 20, axis=0)
-    result = cluster_features(features, np.ones(40, bool), 5, CONFIG, seed=0)
+    result = cluster_features(features, np.ones(40, bool), 5, replace(CONFIG, backend=backend), seed=0)
     assert result.summary["n_nonempty"] == 2
     assert result.summary["sizes"][:2] == [20, 20] and result.summary["sizes"][2:] == [0, 0, 0]
+    np.testing.assert_allclose(sorted(result.centroids[:2].tolist()), [[0.0, 0.0], [5.0, 5.0]], atol=1e-5)
+    np.testing.assert_array_equal(result.centroids[2:], np.repeat(result.centroids[:1], 3, axis=0))
+
+
+def gaussian_mixture(n_rows: int = 3000, n_dims: int = 20, n_components: int = 8, seed: int = 4):
+    """Overlapping Gaussian components (float64): k-means has local optima to choose among."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1.5, size=(n_components, n_dims))
+    truth = rng.integers(0, n_components, n_rows)
+    return centres[truth] + rng.normal(size=(n_rows, n_dims)), truth
+
+
+def standardised_inertia(features: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    scaled, scaled_centroids = (features - mean) / std, (centroids - mean) / std
+    return float(((scaled - scaled_centroids[labels]) ** 2).sum())
+
+
+def test_faiss_matches_sklearn_partition_and_inertia_on_separated_blobs():
+    pytest.importorskip("faiss")
+    features, truth = blobs(n_per_blob=50, n_blobs=6, n_dims=12, seed=3)
+    features = features.astype(np.float64)  # converted to float32 on the way in
+    keep = np.ones(len(features), bool)
+    results = {
+        backend: cluster_features(features, keep, 6, replace(CONFIG, backend=backend), seed=1)
+        for backend in ("sklearn", "faiss")
+    }
+    assert adjusted_rand_score(results["sklearn"].labels, results["faiss"].labels) == 1.0
+    assert normalized_mutual_info_score(truth, results["faiss"].labels) == pytest.approx(1.0)
+    assert results["faiss"].centroids.dtype == np.float32
+    inertia = {backend: result.summary["inertia"] for backend, result in results.items()}
+    assert inertia["faiss"] == pytest.approx(inertia["sklearn"], rel=1e-5)
+
+
+def test_faiss_inertia_is_sklearns_definition_and_close_to_sklearns_optimum():
+    pytest.importorskip("faiss")
+    features, _ = gaussian_mixture()
+    keep = np.ones(len(features), bool)
+    config = ClusterConfig(n_init=5)
+    faiss_result = cluster_features(features, keep, 8, replace(config, backend="faiss"), seed=0)
+    sklearn_result = cluster_features(features, keep, 8, replace(config, backend="sklearn"), seed=0)
+    for result in (faiss_result, sklearn_result):
+        recomputed = standardised_inertia(features, result.labels, result.centroids)
+        assert result.summary["inertia"] == pytest.approx(recomputed, rel=1e-4)
+    assert faiss_result.summary["inertia"] == pytest.approx(sklearn_result.summary["inertia"], rel=0.01)
+    assert normalized_mutual_info_score(sklearn_result.labels, faiss_result.labels) > 0.9
+
+
+def test_faiss_keeps_the_best_restart_and_honours_max_iter():
+    pytest.importorskip("faiss")
+    features, _ = gaussian_mixture(seed=5)
+    keep = np.ones(len(features), bool)
+    config = ClusterConfig(backend="faiss")
+    # the restarts' seeds for n_init = n are the first n of those for a larger n_init, so the
+    # kept inertia can only fall as n_init grows; here the restarts find different optima
+    inertias = [
+        cluster_features(features, keep, 8, replace(config, n_init=n_init), seed=0).summary["inertia"]
+        for n_init in range(1, 7)
+    ]
+    assert all(later <= earlier for earlier, later in zip(inertias, inertias[1:], strict=False))
+    assert inertias[-1] < inertias[0]
+    several = cluster_features(features, keep, 8, replace(config, n_init=6), seed=0)
+    one_step = cluster_features(features, keep, 8, replace(config, n_init=1, max_iter=1), seed=0)
+    assert one_step.summary["n_iter"] == 1
+    assert 1 < several.summary["n_iter"] <= config.max_iter
+    assert one_step.summary["inertia"] > several.summary["inertia"]
+
+
+def test_faiss_uses_the_threads_the_process_is_given(monkeypatch):
+    faiss = pytest.importorskip("faiss")
+    calls: list[int] = []
+    set_threads = faiss.omp_set_num_threads
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: (calls.append(n), set_threads(n)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _omp_threads() == 1
+    before = faiss.omp_get_max_threads()
+    features, _ = blobs(n_per_blob=10)
+    cluster_features(features, np.ones(len(features), bool), 4, ClusterConfig(backend="faiss"), seed=0)
+    assert calls == [1, before] and faiss.omp_get_max_threads() == before  # set for the call, restored
+    monkeypatch.setenv("OMP_NUM_THREADS", "9999")
+    assert _omp_threads() == len(os.sched_getaffinity(0))
 
 
 def test_label_agreement_nmi():
@@ -138,5 +250,3 @@ def test_bad_input_raises_clear_errors():
         cluster_features(features, np.ones(4, bool), 2, CONFIG, seed=0)
     with pytest.raises(ValueError, match="backend"):
         cluster_features(np.zeros((4, 2)), np.ones(4, bool), 2, ClusterConfig(backend="gpu"), seed=0)
-    with pytest.raises(ImportError, match="faiss"):
-        cluster_features(np.zeros((4, 2)), np.ones(4, bool), 2, ClusterConfig(backend="faiss"), seed=0)
