@@ -1,16 +1,25 @@
-"""Training throughput: soundsup's data path against the conventional JPEG + PIL DataLoader.
+"""Training throughput: soundsup's pretext pipeline against the conventional one.
 
-Both pipelines train the same seeded model with the same optimizer, batch size, frame size and
-crop size, on the same frames:
+Both train the same seeded AlexNet (or ResNet-18) with AdamW and a one-cycle schedule, at the
+same batch size, frame size and crop size, on the same frames. Each pipeline is two choices:
 
-- soundsup: frames held as one uint8 tensor, batches gathered by index and augmented on the
-  training device (soundsup.augment: random resized crop, flip, colour jitter, normalise);
-- baseline: the frames written as JPEG files, read by torchvision ImageFolder with PIL
-  transforms (RandomResizedCrop, RandomHorizontalFlip, ColorJitter, ToTensor, Normalize) in a
-  DataLoader with worker processes.
+- data path. ``memory`` (soundsup): the frames held as one uint8 tensor, batches gathered by
+  index and augmented on the training device (soundsup.augment: random resized crop, flip,
+  colour jitter, normalise). ``jpeg`` (conventional): the frames written as JPEG files, read by
+  torchvision ImageFolder with PIL transforms (RandomResizedCrop, RandomHorizontalFlip,
+  ColorJitter, ToTensor, Normalize) in a DataLoader with worker processes.
+- training step. ``soundsup``: soundsup.pretext.build_training and train_step as the
+  train_pretext rule runs them: fused AdamW, bf16 autocast and channels-last where the
+  hardware multiplies bf16 natively (soundsup.device.autocast_dtype), glibc malloc told to
+  keep freed memory (soundsup.device.retain_freed_host_memory). ``conventional``: the default
+  fp32 loop (torch.optim.AdamW with its defaults, contiguous tensors, default allocator).
 
-Reports images/s and the share of step time spent waiting for data (with CUDA, measured with
-synchronisation around the data part and the step). Run:
+The whole comparison is soundsup (memory + soundsup step) against the baseline (jpeg +
+conventional step); the two mixed pipelines show what each half contributes, and the data
+paths are also timed alone (no model). Every pipeline runs in a process of its own (the
+allocator setting is process-wide), rounds interleaved so that drifting load hits all alike.
+Reported: training images/s and the share of step time spent waiting for data (with CUDA,
+measured with synchronisation around the data part and the step). Run:
 
     python benchmarks/bench_train.py                 # CPU: AlexNet, 72-px frames, 64-px crops
     python benchmarks/bench_train.py --device cuda   # AlexNet and ResNet-18, 256 -> 224 px
@@ -19,7 +28,10 @@ synchronisation around the data part and the step). Run:
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +43,28 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from soundsup.augment import IMAGENET_MEAN, IMAGENET_STD
-from soundsup.device import memory_format, set_threads
+from soundsup.device import autocast_dtype, retain_freed_host_memory, set_threads
 from soundsup.models import build_model
-from soundsup.pretext import PretextConfig, fetch_batch, place_frames, train_inputs, train_step
+from soundsup.pretext import (
+    PretextConfig,
+    build_training,
+    fetch_batch,
+    place_frames,
+    train_inputs,
+    train_step,
+)
 
 N_CLASSES = 10
+TOTAL_STEPS = 10_000  # a real run's schedule: the timed steps sit in its warm-up
+# (name, data path, training step); step None times the data path alone
+PIPELINES = (
+    ("baseline", "jpeg", "conventional"),
+    ("soundsup", "memory", "soundsup"),
+    ("soundsup data only", "memory", "conventional"),
+    ("soundsup step only", "jpeg", "soundsup"),
+    ("data: memory", "memory", None),
+    ("data: jpeg", "jpeg", None),
+)
 
 
 def synthetic_frames(n_frames: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,56 +86,51 @@ def write_jpeg_folder(frames: np.ndarray, targets: np.ndarray, root: Path) -> No
         Image.fromarray(frame).save(folder / f"{i:06d}.jpg", quality=90)
 
 
-def make_training(arch: str, config: PretextConfig, device: torch.device):
-    """Seeded model, AdamW and a one-cycle schedule of a real run's length (the timed steps sit in
-    its warm-up, as early steps of real training do: no divergence or denormal slow-down)."""
-    total_steps = 10_000
-    torch.manual_seed(0)
-    model = build_model(arch, N_CLASSES, config.fc_width).to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr_max, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr_max, total_steps=total_steps)
-    return model, optimizer, scheduler
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def timed_loop(next_batch, arch, config, device, warmup: int, steps: int) -> dict:
-    """Run warmup + steps training steps; time the data part and the whole step."""
-    model, optimizer, scheduler = make_training(arch, config, device)
+# --- the two training steps ---------------------------------------------------------------
+
+
+def soundsup_step(arch: str, config: PretextConfig, device: torch.device):
+    """The train_pretext rule's model, optimizer, schedule and step."""
+    retain_freed_host_memory()
+    amp = autocast_dtype(device, config.precision)
+    model, optimizer, scheduler = build_training(arch, N_CLASSES, config, TOTAL_STEPS, 0, device)
     model.train()
-    data_seconds, step_seconds = [], []
-    for step in range(warmup + steps):
-        synchronize(device)
-        start = time.perf_counter()
-        x, y = next_batch()
-        synchronize(device)
-        ready = time.perf_counter()
-        loss, _ = train_step(model, x, y, optimizer, scheduler)
-        loss.item()
-        synchronize(device)
-        if step >= warmup:
-            data_seconds.append(ready - start)
-            step_seconds.append(time.perf_counter() - start)
-    total = sum(step_seconds)
-    return {"images_per_s": steps * config.batch_size / total, "data_share": sum(data_seconds) / total}
+
+    def step(x, y):
+        loss, _ = train_step(model, x, y, optimizer, scheduler, amp)
+        return loss
+
+    return step, amp
 
 
-def data_only_rate(next_batch, batch_size: int, device: torch.device, warmup: int, steps: int) -> float:
-    """Images/s of the data path alone (batches produced and on the device, no model)."""
-    for _ in range(warmup):
-        next_batch()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        x, _ = next_batch()
-    synchronize(device)
-    return steps * batch_size / (time.perf_counter() - start)
+def conventional_step(arch: str, config: PretextConfig, device: torch.device):
+    """The textbook loop: fp32, default AdamW, the default memory format and allocator."""
+    torch.manual_seed(0)
+    model = build_model(arch, N_CLASSES, config.fc_width).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr_max, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr_max, total_steps=TOTAL_STEPS)
+    model.train()
+
+    def step(x, y):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss
+
+    return step, None
 
 
-def soundsup_pipeline(frames: np.ndarray, targets: np.ndarray, config: PretextConfig, device: torch.device):
+# --- the two data paths -------------------------------------------------------------------
+
+
+def memory_batches(frames: np.ndarray, targets: np.ndarray, config, device, amp):
     frames_tensor = place_frames(frames, device)
     targets_tensor = torch.as_tensor(targets, dtype=torch.int64).to(device)
     shuffle = torch.Generator().manual_seed(0)
@@ -114,13 +138,13 @@ def soundsup_pipeline(frames: np.ndarray, targets: np.ndarray, config: PretextCo
 
     def next_batch():
         rows = torch.randperm(len(frames), generator=shuffle)[: config.batch_size]
-        x = train_inputs(fetch_batch(frames_tensor, rows, device), config, augment)
+        x = train_inputs(fetch_batch(frames_tensor, rows, device), config, augment, amp)
         return x, targets_tensor[rows.to(device)]
 
     return next_batch
 
 
-def baseline_pipeline(root: Path, config: PretextConfig, device: torch.device, workers: int):
+def jpeg_batches(root: Path, config: PretextConfig, device: torch.device, amp, workers: int):
     transform = transforms.Compose(
         [
             transforms.RandomResizedCrop(config.crop_size, scale=(config.min_scale, 1.0)),
@@ -141,6 +165,7 @@ def baseline_pipeline(root: Path, config: PretextConfig, device: torch.device, w
         generator=torch.Generator().manual_seed(0),
     )
     state = {"iterator": iter(loader)}
+    layout = torch.channels_last if amp is not None or device.type == "cuda" else torch.contiguous_format
 
     def next_batch():
         try:
@@ -148,47 +173,95 @@ def baseline_pipeline(root: Path, config: PretextConfig, device: torch.device, w
         except StopIteration:
             state["iterator"] = iter(loader)
             x, y = next(state["iterator"])
-        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
+        x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
         return x, y.to(device, non_blocking=True)
 
     return next_batch
 
 
-def compare(arch: str, args, device: torch.device, frames, targets, root: Path) -> tuple[float, float]:
+# --- one pipeline, in its own process -------------------------------------------------------
+
+
+def timed_training(next_batch, step, device: torch.device, batch_size: int, warmup: int, steps: int) -> dict:
+    """Run warmup + steps training steps; time the data part and the whole step."""
+    data_seconds, step_seconds = [], []
+    for index in range(warmup + steps):
+        synchronize(device)
+        start = time.perf_counter()
+        x, y = next_batch()
+        synchronize(device)
+        ready = time.perf_counter()
+        step(x, y).item()
+        synchronize(device)
+        if index >= warmup:
+            data_seconds.append(ready - start)
+            step_seconds.append(time.perf_counter() - start)
+    total = sum(step_seconds)
+    return {"images_per_s": steps * batch_size / total, "data_share": sum(data_seconds) / total}
+
+
+def timed_data(next_batch, device: torch.device, batch_size: int, warmup: int, steps: int) -> dict:
+    """Images/s of the data path alone (batches produced and on the device, no model)."""
+    for _ in range(warmup):
+        next_batch()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next_batch()
+    synchronize(device)
+    return {"images_per_s": steps * batch_size / (time.perf_counter() - start), "data_share": 1.0}
+
+
+def run_pipeline(args) -> dict:
+    """The --pipeline mode: time one (data path, step) on the frames under --root."""
+    set_threads(args.threads)
+    device = torch.device(args.device)
     config = PretextConfig(
-        batch_size=args.batch_size, crop_size=args.crop, fc_width=args.fc_width, compile=False, log_every=0
+        batch_size=args.batch_size, crop_size=args.crop, fc_width=args.fc_width, log_every=0
     )
-    results = {"soundsup": [], "baseline": []}
-    ours = soundsup_pipeline(frames, targets, config, device)
-    theirs = baseline_pipeline(root, config, device, args.workers)
-    for _ in range(args.rounds):  # interleaved, so that drifting machine load hits both
-        results["soundsup"].append(timed_loop(ours, arch, config, device, args.warmup, args.steps))
-        results["baseline"].append(timed_loop(theirs, arch, config, device, args.warmup, args.steps))
-    rates = {}
-    for name, runs in results.items():
-        rate = statistics.median(run["images_per_s"] for run in runs)
-        share = statistics.median(run["data_share"] for run in runs)
-        rates[name] = rate
-        each = ", ".join(f"{run['images_per_s']:.1f}" for run in runs)
-        print(
-            f"{arch:9s} {name:9s} {rate:8.1f} img/s training, data wait {100 * share:5.1f} % (rounds: {each})"
+    data, step_kind = args.pipeline
+    step, amp = None, None
+    if step_kind == "soundsup":
+        step, amp = soundsup_step(args.arch, config, device)
+    elif step_kind == "conventional":
+        step, amp = conventional_step(args.arch, config, device)
+    root = Path(args.root)
+    if data == "memory":
+        next_batch = memory_batches(
+            np.load(root / "frames.npy"), np.load(root / "targets.npy"), config, device, amp
         )
-    return rates["soundsup"], rates["baseline"]
+    else:
+        next_batch = jpeg_batches(root / "jpeg", config, device, amp, args.workers)
+    if step is None:
+        return timed_data(next_batch, device, args.batch_size, args.warmup, 4 * args.steps)
+    return timed_training(next_batch, step, device, args.batch_size, args.warmup, args.steps)
 
 
-def compare_data_only(args, device: torch.device, frames, targets, root: Path) -> tuple[float, float]:
-    config = PretextConfig(batch_size=args.batch_size, crop_size=args.crop, log_every=0)
-    ours = soundsup_pipeline(frames, targets, config, device)
-    theirs = baseline_pipeline(root, config, device, args.workers)
-    steps = 4 * args.steps
-    rates = {"soundsup": [], "baseline": []}
+def spawn(args, root: Path, arch: str, data: str, step: str | None) -> dict:
+    command = [sys.executable, __file__, "--pipeline", data, str(step), "--arch", arch, "--root", str(root)]
+    for name in ("device", "crop", "batch_size", "fc_width", "steps", "warmup", "workers", "threads"):
+        command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{data}/{step} ({arch}) failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare(args, root: Path, arch: str) -> dict[str, float]:
+    """Median images/s of every pipeline (data-only pipelines once, with the first arch)."""
+    pipelines = [p for p in PIPELINES if p[2] is not None or arch == args.archs[0]]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in pipelines}
     for _ in range(args.rounds):
-        rates["soundsup"].append(data_only_rate(ours, args.batch_size, device, args.warmup, steps))
-        rates["baseline"].append(data_only_rate(theirs, args.batch_size, device, args.warmup, steps))
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    for name, rate in medians.items():
-        print(f"data only {name:9s} {rate:8.1f} img/s (no model)")
-    return medians["soundsup"], medians["baseline"]
+        for name, data, step in pipelines:
+            runs[name].append(spawn(args, root, arch, data, step))
+    rates = {}
+    for name, results in runs.items():
+        rates[name] = statistics.median(run["images_per_s"] for run in results)
+        share = statistics.median(run["data_share"] for run in results)
+        each = ", ".join(f"{run['images_per_s']:.1f}" for run in results)
+        wait = "" if name.startswith("data:") else f", data wait {100 * share:5.1f} %"
+        print(f"{arch:9s} {name:19s} {rates[name]:8.1f} img/s{wait} (rounds: {each})", flush=True)
+    return rates
 
 
 def main() -> None:
@@ -206,16 +279,23 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=None, help="crop side; 64 (cpu), 224 (cuda)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 64 (cpu), 256 (cuda)")
     parser.add_argument("--fc-width", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per round; 10 (cpu), 40 (cuda)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per round; 12 (cpu), 40 (cuda)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--workers", type=int, default=None, help="baseline DataLoader workers; 2 (cpu), 8 (cuda)"
     )
     parser.add_argument(
         "--threads", type=int, default=2, help="torch intra-op threads of the training process"
     )
+    parser.add_argument("--pipeline", nargs=2, metavar=("DATA", "STEP"), help=argparse.SUPPRESS)
+    parser.add_argument("--arch", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pipeline:  # a child process: one pipeline, its figures as the last line
+        args.pipeline[1] = None if args.pipeline[1] == "None" else args.pipeline[1]
+        print(json.dumps(run_pipeline(args)))
+        return
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
@@ -225,30 +305,41 @@ def main() -> None:
         "frame_size": 256 if cuda else 72,
         "crop": 224 if cuda else 64,
         "batch_size": 256 if cuda else 64,
-        "steps": 40 if cuda else 10,
+        "steps": 40 if cuda else 12,
         "workers": 8 if cuda else 2,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    set_threads(args.threads)
     device = torch.device(args.device)
-    frames, targets = synthetic_frames(args.frames, args.frame_size, seed=0)
+    amp = autocast_dtype(device, PretextConfig().precision)
     print(
         f"{args.frames} frames of {args.frame_size} px -> {args.crop}-px crops, batch {args.batch_size}, "
-        f"fc_width {args.fc_width}, {args.threads} threads, baseline workers {args.workers}, device {device}"
+        f"fc_width {args.fc_width}, {args.threads} threads, baseline workers {args.workers}, "
+        f"device {device}, soundsup step in {'bf16 autocast' if amp else 'fp32'}"
     )
     summary = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as folder:
-        write_jpeg_folder(frames, targets, Path(folder))
-        ours, theirs = compare_data_only(args, device, frames, targets, Path(folder))
-        summary.append(f"data path alone {ours:.0f} vs {theirs:.0f} img/s = {ours / theirs:.2f}x")
+        root = Path(folder)
+        frames, targets = synthetic_frames(args.frames, args.frame_size, seed=0)
+        np.save(root / "frames.npy", frames)
+        np.save(root / "targets.npy", targets)
+        write_jpeg_folder(frames, targets, root / "jpeg")
         for arch in args.archs:
-            ours, theirs = compare(arch, args, device, frames, targets, Path(folder))
-            summary.append(f"{arch} {ours:.1f} vs {theirs:.1f} img/s = {ours / theirs:.2f}x")
+            rates = compare(args, root, arch)
+            if "data: memory" in rates:
+                ratio = rates["data: memory"] / rates["data: jpeg"]
+                summary.append(f"data path alone {ratio:.2f}x")
+            ours, theirs = rates["soundsup"], rates["baseline"]
+            data_half = rates["soundsup data only"] / theirs
+            step_half = rates["soundsup step only"] / theirs
+            summary.append(
+                f"{arch} {ours:.0f} vs {theirs:.0f} img/s = {ours / theirs:.2f}x "
+                f"(data path {data_half:.2f}x, step {step_half:.2f}x)"
+            )
     print(
-        f"bench_train ({device}, {args.crop} px): in-memory uint8 + batched on-device augmentation vs "
-        f"JPEG + PIL DataLoader: {'; '.join(summary)}"
+        f"bench_train ({device}, {args.crop} px): soundsup vs JPEG + PIL DataLoader + fp32 loop: "
+        + "; ".join(summary)
     )
 
 
