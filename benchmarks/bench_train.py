@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from soundsup.augment import IMAGENET_MEAN, IMAGENET_STD
-from soundsup.device import autocast_dtype, retain_freed_host_memory, set_threads
+from soundsup.device import autocast_dtype, memory_format, retain_freed_host_memory, set_threads
 from soundsup.models import build_model
 from soundsup.pretext import (
     PretextConfig,
@@ -144,7 +144,7 @@ def memory_batches(frames: np.ndarray, targets: np.ndarray, config, device, amp)
     return next_batch
 
 
-def jpeg_batches(root: Path, config: PretextConfig, device: torch.device, amp, workers: int):
+def jpeg_batches(root: Path, config: PretextConfig, device: torch.device, layout, workers: int):
     transform = transforms.Compose(
         [
             transforms.RandomResizedCrop(config.crop_size, scale=(config.min_scale, 1.0)),
@@ -165,7 +165,6 @@ def jpeg_batches(root: Path, config: PretextConfig, device: torch.device, amp, w
         generator=torch.Generator().manual_seed(0),
     )
     state = {"iterator": iter(loader)}
-    layout = torch.channels_last if amp is not None or device.type == "cuda" else torch.contiguous_format
 
     def next_batch():
         try:
@@ -231,7 +230,8 @@ def run_pipeline(args) -> dict:
             np.load(root / "frames.npy"), np.load(root / "targets.npy"), config, device, amp
         )
     else:
-        next_batch = jpeg_batches(root / "jpeg", config, device, amp, args.workers)
+        layout = memory_format(device, amp) if step_kind == "soundsup" else torch.contiguous_format
+        next_batch = jpeg_batches(root / "jpeg", config, device, layout, args.workers)
     if step is None:
         return timed_data(next_batch, device, args.batch_size, args.warmup, 4 * args.steps)
     return timed_training(next_batch, step, device, args.batch_size, args.warmup, args.steps)
