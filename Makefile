@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# --rerun-incomplete: after a Ctrl-C or a kill, `make demo` again redoes the jobs that did not
+# finish (training resumes from its checkpoint) instead of stopping at their partial outputs.
 demo: venv
-	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/demo.yaml --scheduler greedy --rerun-incomplete
 	@echo "demo finished: results/table1.csv results/table2.csv results/figures/"
 
 system-deps:

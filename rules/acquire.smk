@@ -24,8 +24,9 @@ rule select_segments:
         "../workflow_scripts/select_segments.py"
 
 
-# Transport settings (concurrency, timeout, retries, rate limit, cookies, proxy) do not change
-# which clips are obtained, so they are not params: changing them reruns nothing.
+# What is fetched is the selection and the cut (max_height, reencode: the cache folder); where
+# from and how (source, url_template, local_dir, concurrency, timeouts, retries, rate limit,
+# cookies, proxy) are x-rerun false in the schema: the adapter reads them from the config.
 rule download_clips:
     input:
         selection="results/segments/selection.parquet",
@@ -43,33 +44,9 @@ rule download_clips:
         mem_mb=1000,
         downloads=1,
     params:
-        download=stage_config(
-            "download",
-            drop=(
-                "timeout_s",
-                "retries",
-                "backoff_s",
-                "concurrency",
-                "rate_limit",
-                "cookies",
-                "proxy",
-            ),
-        ),
-        transport={
-            key: config["download"][key]
-            for key in (
-                "timeout_s",
-                "retries",
-                "backoff_s",
-                "concurrency",
-                "rate_limit",
-                "cookies",
-                "proxy",
-            )
-        },
-        local_dir=lambda wildcards, input: input.videos or None,
+        download=params_of("download"),
         window_s=config["pairs"]["window_s"],
-        cache_dir="resources/clips",
+        cache_dir=clip_cache(),
     script:
         "../workflow_scripts/download_clips.py"
 

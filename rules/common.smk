@@ -2,11 +2,16 @@
 # No rules here.
 from pathlib import Path
 
-from soundsup.config import model_names, validate_config
+from soundsup.config import load_schema, model_names, rule_params, validate_config
+from soundsup.estimate import finetune_minutes, n_frames, pretext_minutes
 
-config.update(
-    validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
-)
+SCHEMA_PATH = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+SCHEMA = load_schema(SCHEMA_PATH)
+# The validated config is canonical (sorted keys, numbers of their schema type), so the params
+# below print the same for the same values however the config was written.
+_canonical_config = validate_config(config, SCHEMA_PATH)
+config.clear()
+config.update(_canonical_config)
 
 SHARDS = list(range(config["shards"]))
 FEATURES = config["features"]["names"]
@@ -64,21 +69,32 @@ def ontology_json():
 
 
 def local_videos():
-    """The folder of full-length videos that download.source=local reads (else nothing)."""
+    """The synthetic world's videos (an output of make_synthetic_world), else nothing: a user's
+    download.local_dir is a source like YouTube, read by the adapter, not a rerun trigger.
+    """
     if SYNTHETIC:
         return "resources/synthetic/videos"
-    if config["download"]["source"] == "local":
-        return config["download"]["local_dir"]
     return []
+
+
+def params_of(section, exclude=()):
+    """The part of a config section (dotted) that shapes a rule's results: every key except
+    those the schema marks x-rerun false (adapters read those from the config) and ``exclude``
+    (keys the rule does not use). Changing anything else reruns the rule."""
+    return rule_params(config, SCHEMA, section, exclude)
+
+
+def clip_cache():
+    """The cache folder of clips cut one way: max height and cut (re-encoded or stream copy)
+    shape the bytes of a clip, so each combination has a folder of its own and switching
+    back finds the old clips again."""
+    download = config["download"]
+    cut = "reencode" if download["reencode"] else "copy"
+    return f"resources/clips/{download['max_height']}p-{cut}"
 
 
 def shard_files(pattern):
     return expand(pattern, shard=SHARDS)
-
-
-def stage_config(section, drop=()):
-    """A config section minus the keys that do not change results (so they trigger no rerun)."""
-    return {key: value for key, value in config[section].items() if key not in drop}
 
 
 def model_spec(model):
@@ -131,7 +147,8 @@ def ap_files(wildcards=None):
     )
 
 
-FINETUNE_KEYS_NOT_RESULTS = (
+# voc keys that fine-tuning itself does not read: where VOC comes from, and which jobs exist.
+VOC_KEYS_NOT_FINETUNING = (
     "root",
     "download",
     "trainval_url",
@@ -142,7 +159,20 @@ FINETUNE_KEYS_NOT_RESULTS = (
     "seeds",
     "baselines",
     "imagenet_weights",
-    "log_every",
-    "threads",
-    "mem_mb",
 )
+
+
+def pretext_runtime(wildcards, input, attempt):
+    """Minutes a train_pretext job asks for: from the frames it will read when they exist
+    (Snakemake evaluates this again when the job is ready), else from the selection size."""
+    frames = [Path(path) for path in input.frames]
+    if frames and all(path.exists() for path in frames):
+        n_pairs = n_frames(sum(path.stat().st_size for path in frames), config["pairs"]["frame_size"])
+    else:
+        n_pairs = config["select"]["n_segments"] * config["pairs"]["per_clip"]
+    return pretext_minutes(n_pairs, wildcards.arch, config, attempt)
+
+
+def finetune_runtime(wildcards, attempt):
+    """Minutes a finetune_voc job asks for: iterations and test crops over the assumed rate."""
+    return finetune_minutes(model_spec(wildcards.model)["arch"], config, attempt=attempt)

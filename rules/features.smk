@@ -67,7 +67,7 @@ rule cluster_kmeans:
     resources:
         mem_mb=8000,
     params:
-        clusters=stage_config("clusters", drop=("k",)),
+        clusters=params_of("clusters", exclude=("k",)),
         seed=config["seed"],
     script:
         "../workflow_scripts/cluster_kmeans.py"

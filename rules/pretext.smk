@@ -22,10 +22,9 @@ rule train_pretext:
     resources:
         gpu=1,
         mem_mb=config["pretext"]["mem_mb"],
-        runtime=24 * 60,
+        runtime=pretext_runtime,
     params:
-        pretext=stage_config("pretext", drop=("arch", "log_every", "threads", "mem_mb")),
-        log_every=config["pretext"]["log_every"],
+        pretext=params_of("pretext", exclude=("arch",)),
         checkpoint="results/pretext/{feature}/k{k}/{arch}/checkpoint.pt",
         seed=config["seed"],
     script:

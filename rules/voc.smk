@@ -19,11 +19,10 @@ rule finetune_voc:
     resources:
         gpu=1,
         mem_mb=config["voc"]["mem_mb"],
-        runtime=12 * 60,
+        runtime=finetune_runtime,
     params:
-        voc=stage_config("voc", drop=FINETUNE_KEYS_NOT_RESULTS),
+        voc=params_of("voc", exclude=VOC_KEYS_NOT_FINETUNING),
         backbone=backbone_params,
         voc_root=lambda wildcards, input: voc_root_of(input.voc[0]),
-        log_every=config["voc"]["log_every"],
     script:
         "../workflow_scripts/finetune_voc.py"

@@ -2,14 +2,31 @@
 
 The error for a wrong key or type names the key by its dotted path (``pretext.epochs``), so a
 typo stops the run before any job starts instead of silently falling back to a default.
+
+The validated configuration is *canonical*: every mapping has its keys in sorted order, every
+number has the type its schema gives (``lr: 1`` and ``lr: "1e-3"`` become floats), so two
+configurations with the same values are equal and print the same, whatever their key order,
+quoting or layout, and whether a value was written out or left to its default. Snakemake
+compares a rule's ``params`` by their printed form, so this is what keeps the rerun contract
+independent of how a config file is written.
+
+Keys marked ``x-rerun: false`` in the schema change how a job runs (threads, memory, logging,
+timeouts, checkpoint intervals), never what it computes. :func:`rule_params` leaves them out
+of the rules' ``params`` (Snakemake's rerun trigger); adapters read them from the validated
+config with :func:`runtime_settings`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import dataclasses
+import math
+import re
+import string
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -19,21 +36,102 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or inconsistent with another."""
 
 
+# Keys that once existed, and what replaces them (named in the error instead of "unknown key").
+REMOVED_KEYS = {
+    ("download", "proxy"): (
+        "download.proxy is not a config key: a proxy URL may carry a password, and Snakemake "
+        "writes config values to .snakemake/ and to the console. Put the proxy URL in the "
+        "environment instead (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, or the variable that "
+        "download.proxy_env names)"
+    ),
+}
+URL_PLACEHOLDERS = frozenset({"ytid"})
+# The smallest square input AlexNet's layers accept (conv1 11x11/4 pad 2, three 3x3/2 max-pools):
+# 63 px give a 1x1 pool5 map. tests/test_config.py checks it against the real network.
+ALEXNET_MIN_INPUT = 63
+_BYTE_RATE = re.compile(r"(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[KMGTPEZY]?)\b")  # yt-dlp's parse_bytes
+_INT_TEXT = re.compile(r"[+-]?\d+")
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def load_schema(path: str | Path) -> dict:
     with open(path) as handle:
         return yaml.safe_load(handle)
 
 
-def _fill_defaults(instance: dict, schema: Mapping[str, Any]) -> None:
+# ----------------------------------------------------------------------------------------------
+# schema walking
+
+
+def _resolve(subschema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow a local ``$ref`` (``#/definitions/...``), keeping sibling keys such as defaults."""
+    ref = subschema.get("$ref")
+    if not ref:
+        return subschema
+    target: Any = root
+    for part in ref.lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{key: value for key, value in subschema.items() if key != "$ref"}}
+
+
+def _types(subschema: Mapping[str, Any]) -> set[str]:
+    declared = subschema.get("type", ())
+    return {declared} if isinstance(declared, str) else set(declared)
+
+
+def _fill_defaults(instance: dict, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
     """Insert schema defaults into ``instance`` recursively (copies, never shared objects)."""
     for key, subschema in schema.get("properties", {}).items():
+        subschema = _resolve(subschema, root)
         if key not in instance and "default" in subschema:
             instance[key] = copy.deepcopy(subschema["default"])
-        if isinstance(instance.get(key), dict) and subschema.get("type") == "object":
-            _fill_defaults(instance[key], subschema)
+        if isinstance(instance.get(key), dict) and "object" in _types(subschema):
+            _fill_defaults(instance[key], subschema, root)
 
 
-def _dotted(path: Any) -> str:
+def _canonical(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    """``value`` with sorted mapping keys and numbers of their schema type (text that spells a
+    number is read as one where the schema asks for a number)."""
+    schema = _resolve(schema, root)
+    types = _types(schema)
+    if isinstance(value, Mapping):
+        properties = schema.get("properties", {})
+        return {key: _canonical(value[key], properties.get(key, {}), root) for key in sorted(value, key=str)}
+    if isinstance(value, list | tuple):
+        items = schema.get("items", {})
+        return [_canonical(item, items, root) for item in value]
+    if isinstance(value, bool):
+        return value
+    if "number" in types and "integer" not in types:
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)
+    if "integer" in types and isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return int(value)
+    return value
+
+
+def runtime_keys(schema: Mapping[str, Any]) -> set[tuple[str, ...]]:
+    """Paths of the keys marked ``x-rerun: false`` (they change how a job runs, not its results)."""
+    found: set[tuple[str, ...]] = set()
+
+    def walk(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
+        for key, subschema in node.get("properties", {}).items():
+            subschema = _resolve(subschema, schema)
+            if subschema.get("x-rerun") is False:
+                found.add((*path, key))
+            walk(subschema, (*path, key))
+
+    walk(schema, ())
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+def _dotted(path: Iterable[Any]) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
 
@@ -47,22 +145,122 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where}: {error.message}"
 
 
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 2.0 as an integer; a config that says 2.0 epochs is a mistake."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
+def _non_finite(value: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Dotted paths of NaN or infinite numbers anywhere in ``value``."""
+    if isinstance(value, Mapping):
+        return [hit for key, item in value.items() for hit in _non_finite(item, (*path, str(key)))]
+    if isinstance(value, list | tuple):
+        return [hit for i, item in enumerate(value) for hit in _non_finite(item, (*path, str(i)))]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"config key {_dotted(path)}: {value} is not a finite number"]
+    return []
+
+
+def _removed(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for path, message in REMOVED_KEYS.items():
+        node: Any = config
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and path[-1] in node:
+            problems.append(message)
+    return problems
+
+
 def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> dict:
-    """Return a validated deep copy of ``config`` with every default filled in.
+    """Return a validated, canonical deep copy of ``config`` with every default filled in.
 
     Raises :class:`ConfigError` naming the offending key(s).
     """
     schema = load_schema(schema_path)
+    problems = _removed(config)
     filled = copy.deepcopy(dict(config))
-    _fill_defaults(filled, schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    _fill_defaults(filled, schema, schema)
+    filled = _canonical(filled, schema, schema)
     errors = sorted(
-        validator.iter_errors(filled), key=lambda e: (len(e.absolute_path), _dotted(e.absolute_path))
+        _Validator(schema).iter_errors(filled),
+        key=lambda e: (len(e.absolute_path), _dotted(e.absolute_path)),
     )
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    problems += [_describe(error) for error in errors if not _is_removed(error)]
+    problems += _non_finite(filled)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     _check_consistency(filled)
     return filled
+
+
+def _is_removed(error: jsonschema.ValidationError) -> bool:
+    """An 'unknown key' error that :data:`REMOVED_KEYS` already explains."""
+    if error.validator != "additionalProperties":
+        return False
+    allowed = set(error.schema.get("properties", {}))
+    extra = set(error.instance) - allowed
+    return all((*error.absolute_path, key) in REMOVED_KEYS for key in extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# slices for rules and adapters
+
+
+def _section(config: Mapping[str, Any], section: str) -> Mapping[str, Any]:
+    node: Any = config
+    for key in section.split("."):
+        node = node[key]
+    return node
+
+
+def rule_params(
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    section: str,
+    exclude: Iterable[str] = (),
+) -> dict:
+    """The part of config section ``section`` (dotted) that shapes a rule's results: every key
+    but those marked ``x-rerun: false`` and those in ``exclude`` (keys the rule does not use)."""
+    runtime = {path[-1] for path in runtime_keys(schema) if ".".join(path[:-1]) == section}
+    skip = runtime | set(exclude)
+    return {key: value for key, value in _section(config, section).items() if key not in skip}
+
+
+def runtime_settings(config: Mapping[str, Any], schema: Mapping[str, Any], section: str) -> dict:
+    """The keys of section ``section`` marked ``x-rerun: false``: how a job runs, not what it makes."""
+    runtime = {path[-1] for path in runtime_keys(schema) if ".".join(path[:-1]) == section}
+    return {key: value for key, value in _section(config, section).items() if key in runtime}
+
+
+def build_settings(cls: type, values: Mapping[str, Any]) -> Any:
+    """The frozen settings dataclass ``cls`` built from a config slice ``values``.
+
+    Every field must be in ``values`` (the schema's defaults are the only defaults a run uses);
+    keys that are not fields are ignored (a section may hold keys for other rules). A list
+    becomes a tuple where the field's default is one.
+    """
+    fields = dataclasses.fields(cls)
+    missing = [field.name for field in fields if field.name not in values]
+    if missing:
+        raise ConfigError(f"{cls.__name__}: the config slice lacks {', '.join(missing)}")
+    chosen = {}
+    for field in fields:
+        value = values[field.name]
+        if isinstance(field.default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        chosen[field.name] = value
+    return cls(**chosen)
+
+
+# ----------------------------------------------------------------------------------------------
+# the model list and cross-key checks
 
 
 def model_names(config: Mapping[str, Any]) -> list[str]:
@@ -87,6 +285,34 @@ def model_names(config: Mapping[str, Any]) -> list[str]:
     return names
 
 
+def byte_rate(text: str) -> int | None:
+    """Bytes per second of a yt-dlp rate such as ``'2M'`` or ``'500K'`` (None if unparsable)."""
+    match = _BYTE_RATE.fullmatch(text.strip().upper())
+    if not match:
+        return None
+    return round(float(match.group("num")) * 1024 ** " KMGTPEZY".index(match.group("unit") or " "))
+
+
+def url_template_problem(template: str) -> str | None:
+    """Why ``template`` cannot be a clip URL template (None when it can)."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        return f"download.url_template={template!r} is not a valid template ({error})"
+    unknown = sorted(fields - URL_PLACEHOLDERS)
+    if unknown:
+        return (
+            f"download.url_template={template!r} has unknown placeholders {unknown} "
+            f"(allowed: {sorted(URL_PLACEHOLDERS)})"
+        )
+    if "ytid" not in fields:
+        return f"download.url_template={template!r} must contain {{ytid}}"
+    scheme = urlsplit(template.format(ytid="x")).scheme.lower()
+    if scheme not in ("http", "https"):
+        return f"download.url_template={template!r} must be an http:// or https:// URL (got {scheme!r})"
+    return None
+
+
 def _check_consistency(config: Mapping[str, Any]) -> None:
     figures = config["figures"]
     problems = []
@@ -101,15 +327,30 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
         problems.append(
             f"figures.activation_model={figures['activation_model']!r} is not one of {sound_models}"
         )
-    if config["world"] == "synthetic" and config["download"]["source"] != "local":
+    download = config["download"]
+    if config["world"] == "synthetic" and download["source"] != "local":
         problems.append("world=synthetic needs download.source=local (the synthetic clips are local files)")
-    if (
-        config["download"]["source"] == "local"
-        and config["world"] != "synthetic"
-        and not config["download"]["local_dir"]
-    ):
+    if download["source"] == "local" and config["world"] != "synthetic" and not download["local_dir"]:
         problems.append("download.source=local needs download.local_dir")
+    if (problem := url_template_problem(download["url_template"])) is not None:
+        problems.append(problem)
+    if download["rate_limit"] is not None and not byte_rate(download["rate_limit"]):
+        problems.append(
+            f"download.rate_limit={download['rate_limit']!r} is not a positive byte rate like '2M' or '500K'"
+        )
     if config["features"]["texture"]["high_hz"] > config["pairs"]["sample_rate"] / 2:
         problems.append("features.texture.high_hz is above the Nyquist frequency of pairs.sample_rate")
+    voc = config["voc"]
+    if voc["scale_low"] > voc["scale_high"]:
+        problems.append(f"voc.scale_low={voc['scale_low']} is above voc.scale_high={voc['scale_high']}")
+    if "alexnet" in config["pretext"]["arch"]:
+        for key, size in (
+            ("pretext.crop_size", config["pretext"]["crop_size"]),
+            ("voc.crop_size", voc["crop_size"]),
+        ):
+            if size < ALEXNET_MIN_INPUT:
+                problems.append(
+                    f"{key}={size} is below {ALEXNET_MIN_INPUT}, the smallest input AlexNet's layers accept"
+                )
     if problems:
         raise ConfigError("inconsistent configuration:\n  " + "\n  ".join(problems))

@@ -95,7 +95,7 @@ class DownloadConfig:
     concurrency: int = 4
     rate_limit: str | None = None
     cookies: str | None = None
-    proxy: str | None = None
+    proxy_env: str | None = None
     max_failure_fraction: float = 0.35
     max_height: int = 360
     reencode: bool = True
@@ -406,9 +406,29 @@ def ytdlp_options(config: DownloadConfig) -> dict:
         options["ratelimit"] = rate
     if config.cookies:
         options["cookiefile"] = str(config.cookies)
-    if config.proxy:
-        options["proxy"] = str(config.proxy)
+    proxy = proxy_url(config.proxy_env)
+    if proxy:
+        options["proxy"] = proxy  # in memory only; yt-dlp hands it to ffmpeg in its environment
     return options
+
+
+def proxy_url(variable: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The proxy for clip downloads, from the environment only (a proxy URL may hold a password).
+
+    ``variable`` names the environment variable that holds it; None takes the standard ones
+    (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, either case), as curl and yt-dlp do.
+    Passing it to yt-dlp explicitly makes its ffmpeg use the same proxy.
+    """
+    environ = os.environ if environ is None else environ
+    if variable:
+        value = environ.get(variable, "").strip()
+        if not value:
+            raise ValueError(f"download.proxy_env names {variable}, which is not set in the environment")
+        return value
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        if environ.get(name, "").strip():
+            return environ[name].strip()
+    return None
 
 
 class _YtdlpFetcher:

@@ -5,7 +5,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soundsup.config import ConfigError, model_names, validate_config
+from soundsup.config import (
+    ALEXNET_MIN_INPUT,
+    ConfigError,
+    build_settings,
+    byte_rate,
+    load_schema,
+    model_names,
+    rule_params,
+    runtime_settings,
+    validate_config,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -89,3 +99,136 @@ def test_imagenet_rows_need_weights():
     config["voc"]["imagenet_weights"]["resnet18"] = None
     assert "imagenet-resnet18" not in model_names(config)
     assert "imagenet-alexnet" in model_names(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# canonical configs: the same values give the same validated config, however they were written
+
+
+def _reordered(value, reverse: bool):
+    if isinstance(value, dict):
+        return {key: _reordered(value[key], reverse) for key in sorted(value, reverse=reverse)}
+    return value
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/demo.yaml", "configs/test.yaml"])
+def test_key_order_and_explicit_defaults_give_the_same_config(name):
+    original = load(name)
+    reference = validate_config(original, SCHEMA)
+    for variant in (_reordered(original, False), _reordered(original, True), reference):
+        again = validate_config(variant, SCHEMA)
+        assert again == reference
+        assert repr(again) == repr(reference)  # what Snakemake compares params by
+
+
+def test_numbers_take_their_schema_type():
+    config = validate_config({"voc": {"lr": 1, "iterations": 30}, "pretext": {"lr_max": "2e-3"}}, SCHEMA)
+    assert repr(config["voc"]["lr"]) == "1.0" and repr(config["voc"]["iterations"]) == "30"
+    assert config["pretext"]["lr_max"] == 0.002 and isinstance(config["pretext"]["lr_max"], float)
+    assert validate_config({"shards": "4"}, SCHEMA)["shards"] == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pretext": {"epochs": 2.5}}, r"pretext\.epochs: 2\.5 is not of type 'integer'"),
+        ({"shards": 2.0}, r"shards: 2\.0 is not of type 'integer'"),
+        ({"voc": {"lr": float("nan")}}, r"voc\.lr: nan is not a finite number"),
+        ({"voc": {"clip_grad_norm": float("inf")}}, r"voc\.clip_grad_norm: inf is not a finite number"),
+        (
+            {"voc": {"scale_low": 1.5, "scale_high": 1.2}},
+            r"voc\.scale_low=1\.5 is above voc\.scale_high=1\.2",
+        ),
+        ({"pretext": {"crop_size": 48}}, r"pretext\.crop_size=48 is below 63"),
+        ({"voc": {"crop_size": 32}}, r"voc\.crop_size=32 is below 63"),
+        ({"download": {"rate_limit": "fast"}}, r"download\.rate_limit='fast' is not a positive byte rate"),
+        ({"download": {"rate_limit": "0"}}, r"download\.rate_limit='0'"),
+        ({"download": {"url_template": "https://x.org/{id}"}}, r"unknown placeholders \['id'\]"),
+        ({"download": {"url_template": "file:///videos/{ytid}.mp4"}}, r"must be an http:// or https:// URL"),
+        ({"download": {"url_template": "https://x.org/watch"}}, r"must contain \{ytid\}"),
+        ({"download": {"url_template": "https://x.org/{ytid"}}, r"is not a valid template"),
+        ({"download": {"proxy": "http://user:secret@proxy:3128"}}, r"download\.proxy is not a config key"),
+        ({"download": {"proxy_env": "not a name"}}, r"download\.proxy_env"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(change, SCHEMA)
+
+
+def test_a_removed_key_is_explained_even_when_null():
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"download": {"proxy": None}}, SCHEMA)
+    assert "HTTPS_PROXY" in str(caught.value) and "unknown config key" not in str(caught.value)
+
+
+def test_a_proxy_password_never_appears_in_the_error():
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"download": {"proxy": "http://user:s3cr3t@proxy:3128"}}, SCHEMA)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_byte_rates_read_as_yt_dlp_reads_them():
+    from yt_dlp.utils import parse_bytes
+
+    for text in ("2M", "500K", "1.5M", "100", "3G", "2m", "10 K", "M", "2MB", "-1M", "1,5M", ""):
+        assert byte_rate(text) == parse_bytes(text.upper()), text
+
+
+def test_alexnet_minimum_input_is_what_its_layers_accept():
+    import torch
+
+    from soundsup.models import build_model
+
+    model = build_model("alexnet", 4, fc_width=16).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, ALEXNET_MIN_INPUT, ALEXNET_MIN_INPUT)).shape == (1, 4)
+        with pytest.raises(RuntimeError):
+            model(torch.zeros(1, 3, ALEXNET_MIN_INPUT - 1, ALEXNET_MIN_INPUT - 1))
+
+
+def test_runtime_keys_are_left_out_of_rule_params_and_read_back():
+    schema = load_schema(SCHEMA)
+    config = validate_config(load("configs/test.yaml"), SCHEMA)
+    params = rule_params(config, schema, "pretext", exclude=("arch",))
+    runtime = runtime_settings(config, schema, "pretext")
+    assert {"log_every", "threads", "mem_mb"} <= set(runtime)
+    assert not set(runtime) & set(params) and "arch" not in params
+    assert set(params) | set(runtime) | {"arch"} == set(config["pretext"])
+    transport = runtime_settings(config, schema, "download")
+    assert {"timeout_s", "retries", "backoff_s", "concurrency", "rate_limit", "cookies", "proxy_env"} <= set(
+        transport
+    )
+    assert {"max_height", "reencode"} <= set(rule_params(config, schema, "download"))
+
+
+SETTINGS = [
+    ("soundsup.audioset", "SelectConfig", "select"),
+    ("soundsup.download", "DownloadConfig", "download"),
+    ("soundsup.pairs", "PairConfig", "pairs"),
+    ("soundsup.texture", "TextureConfig", "features.texture"),
+    ("soundsup.mfcc", "MfccConfig", "features.mfcc"),
+    ("soundsup.clusters", "ClusterConfig", "clusters"),
+    ("soundsup.pretext", "PretextConfig", "pretext"),
+    ("soundsup.finetune", "FinetuneConfig", "voc"),
+    ("soundsup.synthetic", "SyntheticConfig", "synthetic"),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "section"), SETTINGS, ids=[entry[1] for entry in SETTINGS])
+def test_every_settings_default_is_the_schema_default(module, name, section):
+    import dataclasses
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name)
+    defaults = validate_config({}, SCHEMA)
+    for key in section.split("."):
+        defaults = defaults[key]
+    for field in dataclasses.fields(cls):
+        assert field.name in defaults, f"{name}.{field.name} is not a config key of {section}"
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        expected = defaults[field.name]
+        if isinstance(default, tuple):
+            default = list(default)
+        assert default == expected, f"{name}.{field.name}: dataclass {default!r}, schema {expected!r}"
+    assert build_settings(cls, defaults) == cls()

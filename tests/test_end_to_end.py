@@ -80,6 +80,26 @@ AFTER_PRETEXT = {
 }
 
 
+# Keys that change how a job runs, never what it computes: changing any one reruns nothing.
+RUNTIME_CHANGES = {
+    "download__timeout_s": 61,
+    "download__retries": 1,
+    "download__backoff_s": 0.5,
+    "download__concurrency": 1,
+    "download__rate_limit": "50M",
+    "download__cookies": str(REPO / "tests" / "data" / "cookies.txt"),
+    "download__proxy_env": "SOUNDSUP_TEST_PROXY",
+    "download__max_failure_fraction": 0.9,
+    "download__url_template": "https://mirror.example.org/v/{ytid}",
+    "pretext__log_every": 1,
+    "voc__log_every": 3,
+    "pretext__threads": 2,
+    "voc__threads": 2,
+    "pretext__mem_mb": 2500,
+    "voc__mem_mb": 2500,
+}
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -111,13 +131,73 @@ AFTER_PRETEXT = {
         ),
         ({"voc__iterations": 30}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
         ({"pretext__precision": "fp32"}, AFTER_PRETEXT),
-        ({"pretext__threads": 1, "pretext__mem_mb": 2500, "voc__threads": 1}, {}),
+        *[({key: value}, {}) for key, value in RUNTIME_CHANGES.items()],
     ],
-    ids=["pretext.epochs", "new k", "texture parameter", "voc parameter", "precision", "threads and memory"],
+    ids=[
+        "pretext.epochs",
+        "new k",
+        "texture parameter",
+        "voc parameter",
+        "precision",
+        *[key.replace("__", ".") for key in RUNTIME_CHANGES],
+    ],
 )
 def test_a_parameter_reruns_only_what_depends_on_it(finished_run, tmp_path, change, expected):
     changed = write_config(TEST_CONFIG, tmp_path / "changed.yaml", **change)
     assert dict(planned_jobs(finished_run, changed)) == expected
+
+
+@pytest.mark.parametrize("change", [{"download__reencode": True}, {"download__max_height": 240}])
+def test_a_change_of_what_is_fetched_refetches_into_its_own_cache(finished_run, tmp_path, change):
+    changed = write_config(TEST_CONFIG, tmp_path / "changed.yaml", **change)
+    jobs = planned_jobs(finished_run, changed)
+    assert jobs["download_clips"] == 2 and jobs["extract_pairs"] == 2 and jobs["train_pretext"] == 2
+    assert "select_segments" not in jobs and "make_synthetic_world" not in jobs
+    # The clips cut the old way stay where they are: switching back finds them.
+    assert any((finished_run / "resources" / "clips" / "360p-copy").glob("*.mp4"))
+
+
+def _reordered(value, reverse):
+    if isinstance(value, dict):
+        return {key: _reordered(value[key], reverse) for key in sorted(value, reverse=reverse)}
+    return value
+
+
+def _config_variants(tmp_path):
+    """The test config written five other ways with the same values."""
+    import yaml
+
+    from soundsup.config import validate_config
+
+    original = yaml.safe_load(TEST_CONFIG.read_text())
+    variants = {
+        "sorted keys": yaml.safe_dump(original, sort_keys=True),
+        "reversed keys": yaml.safe_dump(_reordered(original, True), sort_keys=False),
+        "every default written out": yaml.safe_dump(
+            validate_config(original, REPO / "schemas" / "config.schema.yaml"), sort_keys=False
+        ),
+        "numbers quoted": TEST_CONFIG.read_text()
+        .replace("  lr: 0.01\n", '  lr: "0.01"\n')
+        .replace("  iterations: 20\n", '  iterations: "20"\n'),
+    }
+    assert variants["numbers quoted"] != TEST_CONFIG.read_text()
+    paths = {}
+    for name, text in variants.items():
+        paths[name] = tmp_path / (name.replace(" ", "-") + ".yaml")
+        paths[name].write_text(text)
+    return paths
+
+
+def test_how_a_config_is_written_never_reruns_anything(finished_run, tmp_path):
+    for name, path in _config_variants(tmp_path).items():
+        assert dict(planned_jobs(finished_run, path)) == {}, name
+
+
+def test_config_overrides_of_the_same_values_rerun_nothing(finished_run):
+    same = ["voc={lr: 0.01, iterations: 20}", "pretext={epochs: 2, lr_max: 1e-2}", "shards=2"]
+    assert dict(planned_jobs(finished_run, TEST_CONFIG, "--config", *same)) == {}
+    changed = planned_jobs(finished_run, TEST_CONFIG, "--config", "voc={lr: 0.02}")
+    assert dict(changed) == {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}
 
 
 def test_editing_a_training_script_does_not_redownload(finished_run, tmp_path):

@@ -106,7 +106,14 @@ def test_ci_profile_keeps_every_setting_of_the_users_profile(no_site):
 @pytest.mark.parametrize(("count", "expected"), [("0", "gpu=1"), ("3", "gpu=3")])
 def test_local_profile_bounds_gpu_jobs_by_the_cards(monkeypatch, count, expected):
     monkeypatch.setenv("SOUNDSUP_GPU_COUNT", count)
-    assert read_profile("local")["resources"] == [expected]
+    assert read_profile("local")["resources"] == [expected, "downloads=2"]
+
+
+def test_both_profiles_cap_concurrent_downloads(no_site):
+    for name in ("local", "slurm", "slurm-ci"):
+        assert "downloads=2" in read_profile(name)["resources"], name
+    rules = (REPO / "rules" / "acquire.smk").read_text()
+    assert re.search(r"rule download_clips:(?:(?!\nrule ).)*downloads=1", rules, re.S)
 
 
 # ---- a real cluster -----------------------------------------------------------------------

@@ -37,9 +37,10 @@ def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 1500, 
     return result
 
 
-def planned_jobs(workdir: Path, configfile: Path, *targets: str) -> collections.Counter:
-    """The jobs a dry run would execute, counted per rule (``all`` excluded)."""
-    result = snakemake(workdir, configfile, "-n", "--forceall" if False else "--nolock", *targets)
+def planned_jobs(workdir: Path, configfile: Path, *args: str) -> collections.Counter:
+    """The jobs a dry run would execute, counted per rule (``all`` excluded); ``args`` are
+    targets or further options (put options such as ``--config`` last)."""
+    result = snakemake(workdir, configfile, "-n", "--nolock", *args)
     text = result.stdout + result.stderr
     rules = re.findall(r"^\s*(?:local)?rule (\w+):$", text, flags=re.MULTILINE)
     counts = collections.Counter(rules)

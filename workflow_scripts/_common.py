@@ -19,6 +19,18 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+def settings(snakemake: object, section: str, param: str | None = None) -> dict:
+    """A rule's config slice: ``params[param]`` (default: the section's last name), which holds
+    what shapes the results, plus the keys of the config section that the schema marks
+    ``x-rerun: false`` (how the job runs), read from the validated config."""
+    from soundsup.config import load_schema, runtime_settings
+
+    name = param or section.split(".")[-1]
+    runtime = runtime_settings(snakemake.config, load_schema(SCHEMA_PATH), section)
+    return {**getattr(snakemake.params, name), **runtime}
 
 
 def run(main: Callable[[object], None], snakemake: object) -> None:

@@ -2,12 +2,13 @@
 
 import logging
 
-from _common import run
+from _common import run, settings
 
 
 def main(snakemake) -> None:
     import pandas as pd
 
+    from soundsup.config import build_settings
     from soundsup.download import DownloadConfig, check_failures, download_shard
     from soundsup.io import write_parquet
 
@@ -15,10 +16,10 @@ def main(snakemake) -> None:
     shard = int(snakemake.wildcards.shard)
     selection = pd.read_parquet(snakemake.input.selection)
     segments = selection[selection["shard"] == shard].reset_index(drop=True)
-    settings = {**snakemake.params.download, **snakemake.params.transport}
-    if snakemake.params.local_dir:
-        settings["local_dir"] = snakemake.params.local_dir
-    config = DownloadConfig(**settings)
+    values = settings(snakemake, "download")
+    if snakemake.input.videos:  # the synthetic world's videos, made by a rule of the DAG
+        values["local_dir"] = snakemake.input.videos
+    config = build_settings(DownloadConfig, values)
     log.info("shard %d: %d segments, source %s", shard, len(segments), config.source)
 
     manifest = download_shard(

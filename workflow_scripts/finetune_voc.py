@@ -3,7 +3,7 @@
 import json
 import logging
 
-from _common import run
+from _common import run, settings
 
 
 def main(snakemake) -> None:
@@ -12,6 +12,7 @@ def main(snakemake) -> None:
     claim_gpu()  # a card of its own on a workstation; SLURM's choice is kept
     import numpy as np
 
+    from soundsup.config import build_settings
     from soundsup.device import pick_device, retain_freed_host_memory, seed_everything, set_threads
     from soundsup.finetune import FinetuneConfig, finetune_voc, load_backbone
     from soundsup.io import save_npy, write_meta, write_text
@@ -23,7 +24,7 @@ def main(snakemake) -> None:
     retain_freed_host_memory()  # training re-allocates the same big buffers every step
     seed = int(snakemake.wildcards.seed)
     mode = snakemake.wildcards.mode
-    config = FinetuneConfig(**snakemake.params.voc, log_every=snakemake.params.log_every)
+    config = build_settings(FinetuneConfig, settings(snakemake, "voc"))
     voc_root = snakemake.params.voc_root
 
     train_ids, train_labels = read_labels(voc_root, "trainval")

@@ -2,7 +2,7 @@
 
 import logging
 
-from _common import run
+from _common import run, settings
 
 
 def main(snakemake) -> None:
@@ -12,6 +12,7 @@ def main(snakemake) -> None:
     import numpy as np
     import pandas as pd
 
+    from soundsup.config import build_settings
     from soundsup.device import pick_device, retain_freed_host_memory, set_threads
     from soundsup.io import write_meta
     from soundsup.pretext import PretextConfig, train_pretext
@@ -29,7 +30,7 @@ def main(snakemake) -> None:
     device = pick_device()
     log.info("%d of %d frames have a sound cluster; device %s", keep.sum(), len(keep), device)
 
-    config = PretextConfig(**snakemake.params.pretext, log_every=snakemake.params.log_every)
+    config = build_settings(PretextConfig, settings(snakemake, "pretext"))
     metrics = train_pretext(
         frames[keep],
         labels["cluster"].to_numpy()[keep].astype(np.int64),
