@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.soundsup-installed
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
+# The config of `make dag` and `make report` (`make report CONFIG=config.yaml`).
+CONFIG ?= configs/demo.yaml
 
 .PHONY: venv demo test system-deps dag report bench lint clean-demo paper-dry-run
 
@@ -34,14 +36,20 @@ test: venv system-deps
 paper-dry-run: venv
 	$(SNAKEMAKE) -n --cores 16 results/table2.csv
 
+# Each graph is drawn into a temporary file and moves into place only when Graphviz succeeded
+# and the drawing differs, so a missing `dot` never truncates the tracked docs/rulegraph.svg.
 dag: venv
+	@command -v dot >/dev/null || { echo "make dag needs Graphviz's dot (apt-get install graphviz)" >&2; exit 1; }
 	@mkdir -p docs
-	$(SNAKEMAKE) --configfile configs/demo.yaml --rulegraph | dot -Tsvg > docs/rulegraph.svg
-	$(SNAKEMAKE) --configfile configs/demo.yaml --dag | dot -Tsvg > docs/dag.svg
-	@echo "wrote docs/rulegraph.svg docs/dag.svg"
+	@set -o pipefail; for graph in rulegraph dag; do \
+	  $(SNAKEMAKE) --configfile $(CONFIG) --$$graph | dot -Tsvg > docs/.$$graph.svg.tmp \
+	    || { rm -f docs/.$$graph.svg.tmp; exit 1; }; \
+	  if cmp -s docs/.$$graph.svg.tmp docs/$$graph.svg; then rm docs/.$$graph.svg.tmp; echo "docs/$$graph.svg unchanged"; \
+	  else mv docs/.$$graph.svg.tmp docs/$$graph.svg; echo "wrote docs/$$graph.svg"; fi; \
+	done
 
 report: venv
-	$(SNAKEMAKE) --configfile configs/demo.yaml --report results/report.html
+	$(SNAKEMAKE) --configfile $(CONFIG) --report results/report.html
 	@echo "wrote results/report.html"
 
 bench: venv

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from soundsup.config import load_schema, model_names, rule_params, validate_config
 from soundsup.estimate import finetune_minutes, n_frames, pretext_minutes
+from soundsup.gpu import visible_gpu_count
 
 SCHEMA_PATH = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
 SCHEMA = load_schema(SCHEMA_PATH)
@@ -12,6 +13,13 @@ SCHEMA = load_schema(SCHEMA_PATH)
 _canonical_config = validate_config(config, SCHEMA_PATH)
 config.clear()
 config.update(_canonical_config)
+
+# A workstation runs at most one GPU job per card at once unless --resources gpu=N says
+# otherwise (each job then locks a card of its own, soundsup/gpu.py). Without cards the
+# training jobs run on the CPU and share the cores like any other job. Under SLURM the
+# scheduler hands out the cards.
+if workflow.local_exec and "gpu" not in workflow.global_resources and visible_gpu_count():
+    workflow.register_resource("gpu", visible_gpu_count())
 
 SHARDS = list(range(config["shards"]))
 FEATURES = config["features"]["names"]

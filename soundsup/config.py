@@ -196,8 +196,24 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> dict:
     problems += _non_finite(filled)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    _derive_figures(filled)
     _check_consistency(filled)
     return filled
+
+
+def _derive_figures(config: dict) -> None:
+    """Fill the figure choices left null from what the config computes (so that changing
+    ``clusters.k`` or ``features.names`` alone never leaves a figure asking for a model that
+    is not trained)."""
+    figures = config["figures"]
+    features, ks, archs = config["features"]["names"], sorted(config["clusters"]["k"]), config["pretext"]["arch"]
+    if figures["montage_feature"] is None:
+        figures["montage_feature"] = "texture" if "texture" in features else features[0]
+    if figures["montage_k"] is None:
+        figures["montage_k"] = 15 if 15 in ks else ks[len(ks) // 2]
+    if figures["activation_model"] is None:
+        arch = "alexnet" if "alexnet" in archs else archs[0]
+        figures["activation_model"] = f"{figures['montage_feature']}-k{figures['montage_k']}-{arch}"
 
 
 def _is_removed(error: jsonschema.ValidationError) -> bool:

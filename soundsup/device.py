@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import platform
 import random
 
@@ -17,8 +18,22 @@ PRECISIONS = ("auto", "bf16", "fp32")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 
 
+DEVICES = ("auto", "cuda", "cpu")
+
+
 def pick_device(requested: str = "auto") -> torch.device:
-    """``'auto'`` gives CUDA when present, else CPU; anything else is taken literally."""
+    """The training device (config key ``device``): ``'auto'`` gives CUDA when present, else the
+    CPU; ``'cuda'`` requires a GPU and raises RuntimeError without one (a GPU run must not
+    quietly train for days on the CPU); ``'cpu'`` is the CPU even when a GPU is there."""
+    if requested not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}; got {requested!r}")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "config key device is 'cuda', but torch sees no CUDA device here "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}, "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); set device: auto "
+            "to train on the CPU"
+        )
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

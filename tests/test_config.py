@@ -72,6 +72,19 @@ def test_wrong_enum_value_is_named():
         validate_config({"download": {"source": "vimeo"}}, SCHEMA)
 
 
+def test_figure_choices_follow_from_the_config_unless_set():
+    config = load("configs/test.yaml")
+    config["clusters"]["k"] = [4, 6, 9]
+    figures = validate_config(config, SCHEMA)["figures"]
+    assert figures["montage_k"] == 6 and figures["activation_model"] == "texture-k6-alexnet"
+    config["features"]["names"] = ["mfcc"]
+    config["pretext"]["arch"] = ["resnet18"]
+    figures = validate_config(config, SCHEMA)["figures"]
+    assert figures["montage_feature"] == "mfcc" and figures["activation_model"] == "mfcc-k6-resnet18"
+    paper = validate_config(load("config.yaml"), SCHEMA)["figures"]
+    assert (paper["montage_k"], paper["activation_model"]) == (15, "texture-k15-alexnet")
+
+
 def test_figure_choices_must_exist_in_the_dag():
     config = load("configs/test.yaml")
     config["figures"]["montage_k"] = 7

@@ -4,13 +4,14 @@ One run (module fixture) feeds every test here: the tables and figures it wrote,
 changed parameter makes Snakemake plan again, the HTML report.
 """
 
+import re
 import shutil
 import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_helpers import REPO, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, job_stats, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -224,8 +225,8 @@ def test_editing_a_training_script_does_not_redownload(finished_run, tmp_path):
         text=True,
         check=True,
     )
-    text = result.stdout
-    assert "rule train_pretext:" in text
+    jobs = job_stats(result.stdout + result.stderr)
+    assert jobs["train_pretext"] == 2
     for upstream in (
         "download_clips",
         "extract_pairs",
@@ -233,7 +234,32 @@ def test_editing_a_training_script_does_not_redownload(finished_run, tmp_path):
         "cluster_kmeans",
         "make_synthetic_world",
     ):
-        assert f"rule {upstream}:" not in text, upstream
+        assert upstream not in jobs, upstream
+
+
+def _job_intervals(logs: list) -> list[tuple[float, float]]:
+    """(first, last) timestamps of each job log, in seconds."""
+    import datetime
+
+    intervals = []
+    for log in logs:
+        stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", log.read_text(), re.M)
+        times = [datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() for stamp in stamps]
+        intervals.append((times[0], times[-1]))
+    return sorted(intervals)
+
+
+@pytest.mark.parametrize(("cards", "overlap"), [("1", False), ("0", True)])
+def test_a_workstation_runs_one_gpu_job_per_card(finished_run, tmp_path, cards, overlap):
+    # Two one-thread training jobs on two cores: with one card they take turns, without a
+    # card (they train on the CPU) they run side by side. No --resources on the command line.
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, symlinks=True)
+    env = {"SOUNDSUP_GPU_COUNT": cards, "SOUNDSUP_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    snakemake(run, TEST_CONFIG, "--cores", "2", "--set-threads", "train_pretext=1",
+              "--forcerun", "train_pretext", "--until", "train_pretext", env=env)  # fmt: skip
+    (first, first_end), (second, _) = _job_intervals(sorted((run / "logs" / "train_pretext").glob("*.log")))
+    assert (second < first_end) is overlap, (first, first_end, second)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,14 @@
 """The Snakemake workflow as a user drives it: lint, planning offline, conda envs."""
 
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, planned_jobs, snakemake
+from workflow_helpers import REPO, job_stats, planned_jobs, snakemake
 
 RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
 
@@ -100,3 +102,38 @@ def test_readme_starts_with_the_two_commands():
     commands = re.findall(r"^make \w+", readme, flags=re.MULTILINE)
     assert commands[:2] == ["make demo", "make test"]
     assert Path(REPO / ".ci" / "run").read_text().strip().endswith("exec make test")
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The command lines (comments stripped) of the first code block under ``heading``."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split(f"## {heading}\n", 1)[1]
+    block = section.split("```\n", 2)[1]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_the_papers_commands_run_as_written(tmp_path):
+    # A copy of the tracked tree, the venv "activated" as the README says: every snakemake
+    # line of the README plans its jobs (a dry run: the real ones fetch AudioSet and VOC).
+    lines = _readme_block("The paper's experiment")
+    assert lines[0] == "make venv && . .venv/bin/activate"
+    tree = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in files.stdout.split():
+        if (REPO / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, tree / name)
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    commands = [line for line in lines[1:] if line.startswith("snakemake ")]
+    assert len(commands) == 3
+    for command in commands:
+        argv = command.split()
+        if "-n" not in argv:
+            argv.insert(1, "-n")
+        result = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=600)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{command}:\n{output[-4000:]}"
+        jobs = job_stats(output)
+        assert jobs["train_pretext"] == 28 and jobs["finetune_voc"] == 192, command
+        assert len(output) < 20000, f"{command}: a dry run printed {len(output)} characters"
+        assert not (tree / "results").exists() and not (tree / "resources").exists()

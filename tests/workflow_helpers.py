@@ -15,8 +15,16 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 1500, check: bool = True):
-    """Run snakemake on the repository's Snakefile in ``workdir``; return the CompletedProcess."""
+def snakemake(
+    workdir: Path,
+    configfile: Path,
+    *args: str,
+    timeout: int = 1500,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+):
+    """Run snakemake on the repository's Snakefile in ``workdir``; return the CompletedProcess.
+    ``env``: variables added to this process's environment."""
     command = [
         SNAKEMAKE,
         "--snakefile",
@@ -27,8 +35,8 @@ def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 1500, 
         str(configfile),
         *args,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}): {' '.join(command)}\n"
@@ -41,9 +49,20 @@ def planned_jobs(workdir: Path, configfile: Path, *args: str) -> collections.Cou
     """The jobs a dry run would execute, counted per rule (``all`` excluded); ``args`` are
     targets or further options (put options such as ``--config`` last)."""
     result = snakemake(workdir, configfile, "-n", "--nolock", *args)
-    text = result.stdout + result.stderr
-    rules = re.findall(r"^\s*(?:local)?rule (\w+):$", text, flags=re.MULTILINE)
-    counts = collections.Counter(rules)
+    return job_stats(result.stdout + result.stderr)
+
+
+def job_stats(text: str) -> collections.Counter:
+    """The first "Job stats" table of Snakemake's output as {rule: count} (``all`` excluded);
+    empty when there is nothing to be done."""
+    table = re.search(r"^Job stats:\n\S+\s+count\n[- ]+\n(.*?)^total\s+\d+$", text, re.M | re.S)
+    if table is None:
+        if "Nothing to be done" not in text:
+            raise AssertionError(f"no job stats in the output of snakemake:\n{text[-4000:]}")
+        return collections.Counter()
+    counts = collections.Counter(
+        {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table.group(1), re.M)}
+    )
     counts.pop("all", None)
     return counts
 

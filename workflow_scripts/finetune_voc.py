@@ -42,7 +42,7 @@ def main(snakemake) -> None:
         model_path=snakemake.input.model or None,
         imagenet_weights=backbone.get("weights"),
     )
-    device = pick_device()
+    device = pick_device(snakemake.config["device"])
     scores, history = finetune_voc(model, train_images, train_labels, test_images, mode, config, seed, device)
     table = average_precision_table(test_labels, scores)
     log.info(

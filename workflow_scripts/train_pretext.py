@@ -27,7 +27,7 @@ def main(snakemake) -> None:
     frames = np.concatenate([np.load(path) for path in snakemake.input.frames])
     keep = labels["cluster"].to_numpy() >= 0
     n_clusters = int(snakemake.wildcards.k)
-    device = pick_device()
+    device = pick_device(snakemake.config["device"])
     log.info("%d of %d frames have a sound cluster; device %s", keep.sum(), len(keep), device)
 
     config = build_settings(PretextConfig, settings(snakemake, "pretext"))
