@@ -27,6 +27,12 @@ rule select_segments:
 # What is fetched is the selection and the cut (max_height, reencode: the cache folder); where
 # from and how (source, url_template, local_dir, concurrency, timeouts, retries, rate limit,
 # cookies, proxy) are x-rerun false in the schema: the adapter reads them from the config.
+if config["download"]["on_submit_host"]:
+
+    localrules:
+        download_clips,
+
+
 rule download_clips:
     input:
         selection="results/segments/selection.parquet",

@@ -2,7 +2,13 @@
 # No rules here.
 from pathlib import Path
 
-from soundsup.config import load_schema, model_names, rule_params, validate_config
+from soundsup.config import (
+    TORCHVISION_IMAGENET_URLS,
+    load_schema,
+    model_names,
+    rule_params,
+    validate_config,
+)
 from soundsup.estimate import finetune_minutes, n_frames, pretext_minutes
 from soundsup.gpu import visible_gpu_count
 
@@ -18,7 +24,11 @@ config.update(_canonical_config)
 # otherwise (each job then locks a card of its own, soundsup/gpu.py). Without cards the
 # training jobs run on the CPU and share the cores like any other job. Under SLURM the
 # scheduler hands out the cards.
-if workflow.local_exec and "gpu" not in workflow.global_resources and visible_gpu_count():
+if (
+    workflow.local_exec
+    and "gpu" not in workflow.global_resources
+    and visible_gpu_count()
+):
     workflow.register_resource("gpu", visible_gpu_count())
 
 SHARDS = list(range(config["shards"]))
@@ -142,8 +152,24 @@ def backbone_params(wildcards):
     if spec["init"] == "random":
         params["fc_width"] = config["pretext"]["fc_width"]
     if spec["init"] == "imagenet":
-        params["weights"] = config["voc"]["imagenet_weights"][spec["arch"]]
+        params["weights"] = imagenet_weights_path(spec["arch"])
     return params
+
+
+def imagenet_weights_path(arch):
+    """The state-dict file of an ImageNet backbone: a local file named in the config, or
+    torchvision's, fetched by the rule fetch_imagenet_weights."""
+    weights = config["voc"]["imagenet_weights"][arch]
+    return (
+        f"resources/weights/imagenet-{arch}.pth"
+        if weights == "torchvision"
+        else weights
+    )
+
+
+def imagenet_weights(wildcards):
+    spec = model_spec(wildcards.model)
+    return imagenet_weights_path(spec["arch"]) if spec["init"] == "imagenet" else []
 
 
 def ap_files(wildcards=None):
@@ -172,10 +198,13 @@ VOC_KEYS_NOT_FINETUNING = (
 
 def pretext_runtime(wildcards, input, attempt):
     """Minutes a train_pretext job asks for: from the frames it will read when they exist
-    (Snakemake evaluates this again when the job is ready), else from the selection size."""
+    (Snakemake evaluates this again when the job is ready), else from the selection size.
+    """
     frames = [Path(path) for path in input.frames]
     if frames and all(path.exists() for path in frames):
-        n_pairs = n_frames(sum(path.stat().st_size for path in frames), config["pairs"]["frame_size"])
+        n_pairs = n_frames(
+            sum(path.stat().st_size for path in frames), config["pairs"]["frame_size"]
+        )
     else:
         n_pairs = config["select"]["n_segments"] * config["pairs"]["per_clip"]
     return pretext_minutes(n_pairs, wildcards.arch, config, attempt)
@@ -183,4 +212,6 @@ def pretext_runtime(wildcards, input, attempt):
 
 def finetune_runtime(wildcards, attempt):
     """Minutes a finetune_voc job asks for: iterations and test crops over the assumed rate."""
-    return finetune_minutes(model_spec(wildcards.model)["arch"], config, attempt=attempt)
+    return finetune_minutes(
+        model_spec(wildcards.model)["arch"], config, attempt=attempt
+    )

@@ -1,11 +1,34 @@
 # Downstream evaluation: fine-tune each model on VOC 2007 trainval, score the test set.
 
 
+# Runs where snakemake runs (localrules): compute nodes often have no internet.
+localrules:
+    fetch_imagenet_weights,
+
+
+rule fetch_imagenet_weights:
+    output:
+        protected("resources/weights/imagenet-{arch}.pth"),
+    log:
+        "logs/fetch_imagenet_weights/{arch}.log",
+    retries: 2
+    conda:
+        "../envs/acquire.yaml"
+    params:
+        url=lambda wildcards: TORCHVISION_IMAGENET_URLS[wildcards.arch],
+        sha256=lambda wildcards: TORCHVISION_IMAGENET_URLS[wildcards.arch].rsplit(
+            "-", 1
+        )[1][:8],
+    script:
+        "../workflow_scripts/fetch_file.py"
+
+
 rule finetune_voc:
     input:
         voc=VOC_READY,
         model=pretext_model,
         meta=pretext_meta,
+        weights=imagenet_weights,
     output:
         ap="results/voc/{model}/{mode}/seed{seed}/ap.csv",
         scores="results/voc/{model}/{mode}/seed{seed}/scores.npy",

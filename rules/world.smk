@@ -26,6 +26,11 @@ if SYNTHETIC:
 
 else:
 
+    # Runs where snakemake runs (localrules): compute nodes often have no internet.
+    localrules:
+        fetch_audioset_csv,
+        fetch_ontology,
+
     rule fetch_audioset_csv:
         output:
             protected("resources/audioset/{split}_segments.csv"),
@@ -57,6 +62,9 @@ else:
             "../workflow_scripts/fetch_file.py"
 
     if config["voc"]["download"]:
+
+        localrules:
+            fetch_voc07,
 
         rule fetch_voc07:
             output:

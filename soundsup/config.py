@@ -46,6 +46,13 @@ REMOVED_KEYS = {
     ),
 }
 URL_PLACEHOLDERS = frozenset({"ytid"})
+# torchvision's ImageNet weights (``voc.imagenet_weights.<arch>: torchvision``), fetched by the
+# rule fetch_imagenet_weights on the submit host; the 8 hex digits in each name are the start
+# of the file's SHA-256 (tests/test_config.py checks these against torchvision's own table).
+TORCHVISION_IMAGENET_URLS = {
+    "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+}
 # The smallest square input AlexNet's layers accept (conv1 11x11/4 pad 2, three 3x3/2 max-pools):
 # 63 px give a 1x1 pool5 map. tests/test_config.py checks it against the real network.
 ALEXNET_MIN_INPUT = 63
@@ -206,7 +213,8 @@ def _derive_figures(config: dict) -> None:
     ``clusters.k`` or ``features.names`` alone never leaves a figure asking for a model that
     is not trained)."""
     figures = config["figures"]
-    features, ks, archs = config["features"]["names"], sorted(config["clusters"]["k"]), config["pretext"]["arch"]
+    features, archs = config["features"]["names"], config["pretext"]["arch"]
+    ks = sorted(config["clusters"]["k"])
     if figures["montage_feature"] is None:
         figures["montage_feature"] = "texture" if "texture" in features else features[0]
     if figures["montage_k"] is None:

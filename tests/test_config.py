@@ -7,6 +7,7 @@ import yaml
 
 from soundsup.config import (
     ALEXNET_MIN_INPUT,
+    TORCHVISION_IMAGENET_URLS,
     ConfigError,
     build_settings,
     byte_rate,
@@ -245,3 +246,12 @@ def test_every_settings_default_is_the_schema_default(module, name, section):
             default = list(default)
         assert default == expected, f"{name}.{field.name}: dataclass {default!r}, schema {expected!r}"
     assert build_settings(cls, defaults) == cls()
+
+
+def test_torchvision_weight_urls_are_torchvisions():
+    from torchvision import models
+
+    assert TORCHVISION_IMAGENET_URLS == {
+        "alexnet": models.AlexNet_Weights.IMAGENET1K_V1.url,
+        "resnet18": models.ResNet18_Weights.IMAGENET1K_V1.url,
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, job_stats, planned_jobs, snakemake
+from workflow_helpers import REPO, job_stats, local_rules, planned_jobs, snakemake
 
 RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
 
@@ -137,3 +137,21 @@ def test_the_papers_commands_run_as_written(tmp_path):
         assert jobs["train_pretext"] == 28 and jobs["finetune_voc"] == 192, command
         assert len(output) < 20000, f"{command}: a dry run printed {len(output)} characters"
         assert not (tree / "results").exists() and not (tree / "resources").exists()
+
+
+def test_rules_that_need_the_internet_run_where_snakemake_runs(tmp_path):
+    # Compute nodes often have no internet: under SLURM these jobs stay on the submit host.
+    rules, local = local_rules(tmp_path, REPO / "config.yaml")
+    fetches = {"fetch_audioset_csv", "fetch_ontology", "fetch_voc07", "fetch_imagenet_weights"}
+    assert fetches <= rules and local == fetches
+    jobs = planned_jobs(tmp_path, REPO / "config.yaml", "results/table2.csv")
+    assert jobs["fetch_imagenet_weights"] == 2  # the ImageNet rows read the fetched files
+
+
+def test_downloads_can_stay_on_the_submit_host(tmp_path):
+    # For clusters whose compute nodes cannot reach YouTube: download_clips becomes a localrule.
+    config = tmp_path / "config.yaml"
+    text = (REPO / "config.yaml").read_text()
+    config.write_text(text.replace("  reencode: true\n", "  reencode: true\n  on_submit_host: true\n"))
+    assert "download_clips" in local_rules(tmp_path, config)[1]
+    assert planned_jobs(tmp_path, config, "results/table2.csv")["download_clips"] == 100

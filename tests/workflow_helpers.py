@@ -78,3 +78,24 @@ def write_config(base: Path, destination: Path, **changes) -> Path:
         node[leaf] = value
     destination.write_text(yaml.safe_dump(config, sort_keys=False))
     return destination
+
+
+def local_rules(workdir: Path, configfile: Path) -> tuple[set[str], set[str]]:
+    """(every rule, the localrules) of the workflow under ``configfile``, read through
+    Snakemake's own API (a dry run cannot tell: it prints every job as "rule")."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    previous = Path.cwd()
+    os.chdir(workdir)
+    try:
+        with SnakemakeApi(OutputSettings(quiet=True)) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(),
+                config_settings=ConfigSettings(configfiles=[configfile]),
+                snakefile=REPO / "Snakefile",
+                workdir=workdir,
+            )._workflow
+            return {rule.name for rule in workflow.rules}, set(workflow._localrules)
+    finally:
+        os.chdir(previous)
