@@ -122,13 +122,21 @@ def backbone_params(wildcards):
     return params
 
 
-def ap_files(wildcards=None):
+def ap_files(wildcards=None, suffix=""):
+    """Every run's AP file (``suffix=".meta.json"``: their provenance sidecars)."""
     return expand(
-        "results/voc/{model}/{mode}/seed{seed}/ap.csv",
+        "results/voc/{model}/{mode}/seed{seed}/ap.csv" + suffix,
         model=MODELS,
         mode=MODES,
         seed=SEEDS,
     )
+
+
+def cluster_summaries(wildcards=None):
+    """The clustering summary of every sound model's feature and k (which backend ran)."""
+    specs = [model_spec(model) for model in MODELS]
+    pairs = dict.fromkeys((s["feature"], s["k"]) for s in specs if s["init"] == "sound")
+    return [f"results/clusters/{feature}/k{k}/summary.json" for feature, k in pairs]
 
 
 FINETUNE_KEYS_NOT_RESULTS = (

@@ -4,6 +4,8 @@
 rule tabulate_ap:
     input:
         ap=ap_files(),
+        meta=ap_files(suffix=".meta.json"),
+        clusters=cluster_summaries(),
     output:
         table1=report(
             "results/table1.csv", caption="../report/table1.rst", category="Tables"

@@ -8,6 +8,7 @@ rule finetune_voc:
         meta=pretext_meta,
     output:
         ap="results/voc/{model}/{mode}/seed{seed}/ap.csv",
+        meta="results/voc/{model}/{mode}/seed{seed}/ap.csv.meta.json",
         scores="results/voc/{model}/{mode}/seed{seed}/scores.npy",
     log:
         "logs/finetune_voc/{model}-{mode}-seed{seed}.log",
