@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from soundsup.config import model_names, validate_config
+from soundsup.tables import published_path
 
 config.update(
     validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -23,6 +24,7 @@ VOC_READY = [
 ]
 
 TABLES = ["results/table1.csv", "results/table2.csv"]
+PUBLISHED_CSV = str(published_path())  # the paper's numbers, packaged with soundsup
 FIGURES = [
     "results/figures/map_vs_k.png",
     "results/figures/feature_comparison.png",
@@ -125,7 +127,7 @@ def backbone_params(wildcards):
 def ap_files(wildcards=None, suffix=""):
     """Every run's AP file (``suffix=".meta.json"``: their provenance sidecars)."""
     return expand(
-        "results/voc/{model}/{mode}/seed{seed}/ap.csv" + suffix,
+        f"results/voc/{{model}}/{{mode}}/seed{{seed}}/ap.csv{suffix}",
         model=MODELS,
         mode=MODES,
         seed=SEEDS,

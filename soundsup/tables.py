@@ -404,9 +404,8 @@ def build_table2(
     return pd.DataFrame(rows, columns=list(TABLE2_COLUMNS))
 
 
-def _published_path(path: str | Path | None) -> Path:
-    if path is not None:
-        return Path(path)
+def published_path() -> Path:
+    """The packaged ``soundsup/data/published.csv`` (the file rule tabulate_ap declares)."""
     return Path(str(resources.files("soundsup") / "data" / "published.csv"))
 
 
@@ -419,7 +418,7 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     20 classes are given, ``map`` is their mean (Table 2's caption defines the mAP so). Text
     cells left empty (``model``, ``note``) become None.
     """
-    source = _published_path(path)
+    source = Path(path) if path is not None else published_path()
     if not source.is_file():
         raise FileNotFoundError(f"published results file not found: {source}")
     text_columns = ("method", "citation", "quoted_from", "model", "mode", "ap_definition", "note")

@@ -198,7 +198,7 @@ def split_printed(line: str, n_values: int) -> tuple[str, str | None, list[str]]
 
 def raw_published():
     """published.csv as text cells, exactly as written (no number parsing)."""
-    return pd.read_csv(tables._published_path(None), dtype=str, keep_default_na=False)
+    return pd.read_csv(tables.published_path(), dtype=str, keep_default_na=False)
 
 
 def test_published_csv_quotes_every_number_of_the_papers_tables_as_printed():
