@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from httpserver import MediaServer  # noqa: E402
 
-from soundsup.audioset import MUSIC, SPEECH, SelectConfig, descendants, read_segments, select_segments  # noqa: E402
+from soundsup.audioset import MUSIC, SPEECH, SelectConfig, exclusively_under, read_segments, select_segments  # noqa: E402
 from soundsup.download import DownloadConfig, download_shard  # noqa: E402
 from soundsup.ffmpeg import ffmpeg_binary, ffmpeg_on_path  # noqa: E402
 from soundsup.pairs import PairConfig, extract_shard, pair_times  # noqa: E402
@@ -94,7 +94,7 @@ def write_big_csv(path: Path, n_rows: int, seed: int = 0) -> None:
 
 def naive_selection(path: Path, ontology: dict, min_duration_s: float) -> int:
     """The obvious loop: csv module, per-row checks and per-row label filter."""
-    excluded = descendants(ontology, [MUSIC, SPEECH])
+    excluded = exclusively_under(ontology, [MUSIC, SPEECH])
     pattern = re.compile(r"^[A-Za-z0-9_-]{11}$")
     rows = []
     with open(path, newline="") as handle:

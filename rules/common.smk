@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints, the lists of jobs, and input functions.
 # No rules here.
+from importlib import resources
 from pathlib import Path
 
 from soundsup.config import (
@@ -46,6 +47,9 @@ VOC_READY = [
 ]
 
 TABLES = ["results/table1.csv", "results/table2.csv"]
+# The paper's numbers, packaged with soundsup (soundsup.tables.published_path, without
+# importing pandas into every Snakemake start).
+PUBLISHED_CSV = str(resources.files("soundsup") / "data" / "published.csv")
 FIGURES = [
     "results/figures/map_vs_k.png",
     "results/figures/feature_comparison.png",
@@ -172,13 +176,21 @@ def imagenet_weights(wildcards):
     return imagenet_weights_path(spec["arch"]) if spec["init"] == "imagenet" else []
 
 
-def ap_files(wildcards=None):
+def ap_files(wildcards=None, suffix=""):
+    """Every run's AP file (``suffix=".meta.json"``: their provenance sidecars)."""
     return expand(
-        "results/voc/{model}/{mode}/seed{seed}/ap.csv",
+        f"results/voc/{{model}}/{{mode}}/seed{{seed}}/ap.csv{suffix}",
         model=MODELS,
         mode=MODES,
         seed=SEEDS,
     )
+
+
+def cluster_summaries(wildcards=None):
+    """The clustering summary of every sound model's feature and k (which backend ran)."""
+    specs = [model_spec(model) for model in MODELS]
+    pairs = dict.fromkeys((s["feature"], s["k"]) for s in specs if s["init"] == "sound")
+    return [f"results/clusters/{feature}/k{k}/summary.json" for feature, k in pairs]
 
 
 # voc keys that fine-tuning itself does not read: where VOC comes from, and which jobs exist.

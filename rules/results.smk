@@ -4,6 +4,9 @@
 rule tabulate_ap:
     input:
         ap=ap_files(),
+        meta=ap_files(suffix=".meta.json"),
+        clusters=cluster_summaries(),
+        published=PUBLISHED_CSV,
     output:
         table1=report(
             "results/table1.csv", caption="../report/table1.rst", category="Tables"

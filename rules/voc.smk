@@ -31,6 +31,7 @@ rule finetune_voc:
         weights=imagenet_weights,
     output:
         ap="results/voc/{model}/{mode}/seed{seed}/ap.csv",
+        meta="results/voc/{model}/{mode}/seed{seed}/ap.csv.meta.json",
         scores="results/voc/{model}/{mode}/seed{seed}/scores.npy",
     log:
         "logs/finetune_voc/{model}-{mode}-seed{seed}.log",

@@ -58,11 +58,13 @@ class SelectConfig:
     """Which segments to use (config section ``select``).
 
     ``include_labels``: keep only segments with at least one label in these subtrees (empty =
-    no constraint). ``exclude_labels``: drop segments whose labels ALL lie in these subtrees
-    (default Music and Speech). ``n_segments``: seeded sample size (0 = all that pass).
+    no constraint). ``exclude_labels``: drop segments whose labels are ALL excluded, a label
+    being excluded when every path from it to the top of the ontology passes through one of
+    these (:func:`exclusively_under`; default Music and Speech). ``n_segments``: seeded sample
+    size (0 = all that pass).
     """
 
-    n_segments: int = 27500
+    n_segments: int = 33500
     include_labels: tuple | list = ()
     exclude_labels: list = field(default_factory=lambda: [MUSIC, SPEECH])
     min_duration_s: float = 3.75
@@ -309,6 +311,41 @@ def descendants(ontology: dict[str, dict], root_ids: Iterable[str]) -> set[str]:
     return found
 
 
+def parents_of(ontology: dict[str, dict]) -> dict[str, list[str]]:
+    """``{id: [parent ids]}`` from the nodes' ``child_ids`` (a top-level node has no entry)."""
+    parents: dict[str, list[str]] = {}
+    for node_id, node in ontology.items():
+        for child in node.get("child_ids", []):
+            parents.setdefault(child, []).append(node_id)
+    return parents
+
+
+def exclusively_under(ontology: dict[str, dict], root_ids: Iterable[str]) -> set[str]:
+    """The ids every path of which to the top of the ontology passes through one of ``root_ids``.
+
+    The roots are included. A label can sit in several subtrees: Bell (and below it Church bell,
+    Chime, Jingle bell, ...) is a Musical instrument, under Music, and also under Sounds of
+    things; Choir and Chant sit under Singing (Human voice) too. Such a label is in
+    :func:`descendants` of Music but not here: it is music only when all its paths say so.
+    Computed as the largest subset S of the descendants in which every id is a root or has
+    parents, all of them in S (so a cycle, which the real ontology does not have, cannot loop).
+    """
+    roots = set(root_ids)
+    parents = parents_of(ontology)
+    selected = descendants(ontology, roots)
+    changed = True
+    while changed:
+        leaving = {
+            node
+            for node in selected
+            if node not in roots
+            and (not parents.get(node) or any(parent not in selected for parent in parents[node]))
+        }
+        selected -= leaving
+        changed = bool(leaving)
+    return selected
+
+
 # ----------------------------------------------------------------------------------------------
 # Selection
 
@@ -356,7 +393,16 @@ def _label_mask(labels: pd.Series, ontology: dict, config: SelectConfig) -> np.n
 
     keep = np.ones(len(labels), dtype=bool)
     if config.exclude_labels:
-        keep &= ~((n_items > 0) & (count_in(descendants(ontology, config.exclude_labels)) == n_items))
+        excluded = exclusively_under(ontology, config.exclude_labels)
+        also_elsewhere = descendants(ontology, config.exclude_labels) - excluded
+        if also_elsewhere:
+            log.info(
+                "%d labels under %s also sit elsewhere in the ontology and do not count as excluded: %s",
+                len(also_elsewhere),
+                list(config.exclude_labels),
+                sorted(ontology[label]["name"] for label in also_elsewhere if label in ontology),
+            )
+        keep &= ~((n_items > 0) & (count_in(excluded) == n_items))
     if config.include_labels:
         keep &= count_in(descendants(ontology, config.include_labels)) > 0
     known = pc.is_in(items, value_set=pa.array(sorted(ontology), pa.large_string()))

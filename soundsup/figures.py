@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,22 +65,34 @@ def _rows(table1: pd.DataFrame, source: str, init: str) -> pd.DataFrame:
 
 
 def plot_map_vs_k(table1: pd.DataFrame, path: str | Path, feature: str = "texture") -> None:
-    """VOC mAP against the number of clusters k for one sound ``feature``.
+    """Write :func:`map_vs_k_figure` of ``table1`` as a PNG."""
+    _save(map_vs_k_figure(table1, feature), path)
+
+
+def map_vs_k_figure(table1: pd.DataFrame, feature: str = "texture") -> Figure:
+    """VOC mAP against the number of clusters k for one sound ``feature``, measured rows only.
 
     One line per (arch, mode) with error bars = sd over seeds (lines nudged sideways a little so
     that bars at the same k do not hide each other); the random-init network of the same
-    (arch, mode) as a dashed horizontal line; published points as large open stars.
+    (arch, mode) as a dashed horizontal line. Published rows (real VOC 2007 numbers, any method
+    name) never share these axes: when ``table1`` has some, they get a panel of their own on
+    the right (:func:`_published_panel`), 13 x 5 inches in all instead of 7.5 x 5.
     """
     if feature not in FEATURES:
         raise FigureError(f"unknown feature {feature!r}; expected one of {FEATURES}")
-    figure = _new_figure(7.5, 5.0)
-    axes = figure.add_subplot()
+    published = table1.loc[table1["source"] == "published"]
+    published = published.loc[published["head_map"].notna() | published["all_map"].notna()]
+    figure = _new_figure(13.0 if len(published) else 7.5, 5.0)
+    if len(published):
+        grid = figure.add_gridspec(1, 2, width_ratios=(7.5, 5.5))
+        axes = figure.add_subplot(grid[0])
+        _published_panel(figure.add_subplot(grid[1]), published)
+    else:
+        axes = figure.add_subplot()
     sound = _rows(table1, "measured", "sound")
     sound = sound.loc[sound["feature"] == feature].sort_values("k")
     random = _rows(table1, "measured", "random")
-    published = _rows(table1, "published", "sound")
-    published = published.loc[published["feature"] == feature]
-    ks = sorted(set(sound["k"]) | set(published["k"]))
+    ks = sorted(set(sound["k"]))
     nudge = 0.012 * (max(ks) - min(ks)) if len(ks) > 1 else 0.05
     drawn = 0
     for series, ((arch, mode), color) in enumerate(_COLORS.items()):
@@ -96,25 +109,53 @@ def plot_map_vs_k(table1: pd.DataFrame, path: str | Path, feature: str = "textur
             label = f"random init {arch}, {mode}"
             axes.axhline(base[f"{mode}_map"].iloc[0], color=color, linestyle="--", linewidth=1.2, label=label)
             drawn += 1
-        quoted = published.loc[(published["arch"] == arch) & published[f"{mode}_map"].notna()]
-        if len(quoted):
-            star = {"marker": "*", "s": 220, "facecolors": "none", "edgecolors": color, "linewidths": 1.5}
-            axes.scatter(
-                quoted["k"], quoted[f"{mode}_map"], label=f"published {arch}, {mode}", zorder=5, **star
-            )
-            drawn += 1
     if drawn == 0:
-        message = f"no results for feature '{feature}'"
+        message = f"no measured results for feature '{feature}'"
         axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
     if ks:
         axes.set_xticks(ks)
+    if len(ks) == 1:  # one k: centre it rather than let the nudged points set the limits
+        axes.set_xlim(ks[0] - 1, ks[0] + 1)
     axes.set_xlabel("number of sound clusters k")
     axes.set_ylabel("VOC 2007 mAP (%)")
-    axes.set_title(f"VOC 2007 classification vs number of clusters ({feature} features)")
+    axes.set_title(f"Measured: mAP vs number of clusters ({feature} features)")
     axes.grid(alpha=0.3)
     if drawn:
         axes.legend(fontsize=8, loc="best")
-    _save(figure, path)
+    return figure
+
+
+def _published_label(row: pd.Series) -> str:
+    """``method [n]`` from a published row: the method as printed, the citation's reference number."""
+    method = str(row["method"]) if pd.notna(row.get("method")) else str(row.get("model"))
+    match = re.match(r"\s*(\[\d+\])", str(row.get("citation", "")))
+    return f"{method} {match[1]}" if match else method
+
+
+def _published_panel(axes, published: pd.DataFrame) -> None:
+    """Horizontal bars of published head and all mAP, one pair per method, in the table's order.
+
+    A number the source does not print gets no bar and the words "not printed". Labels are the methods
+    as printed with their reference numbers, so any method name works.
+    """
+    labels = [_published_label(row) for _, row in published.iterrows()]
+    positions = np.arange(len(published))[::-1]
+    height = 0.38
+    for offset, mode, color in ((height / 2, "head", "0.55"), (-height / 2, "all", "0.2")):
+        values = pd.to_numeric(published[f"{mode}_map"], errors="coerce").to_numpy()
+        present = ~np.isnan(values)
+        axes.barh(positions[present] + offset, values[present], height, color=color, label=mode)
+        for y, value, shown in zip(positions + offset, values, present, strict=True):
+            text = f"{value:g}" if shown else "not printed"
+            axes.text((value if shown else 0) + 0.8, y, text, va="center", fontsize=6.5)
+    axes.set_yticks(positions, labels, fontsize=7.5)
+    axes.set_xlim(0, 100)
+    axes.set_xlabel("mAP (%) as printed (AP definition not stated)")
+    quoted_from = published["quoted_from"].dropna().unique() if "quoted_from" in published else []
+    source = ", ".join(quoted_from) if len(quoted_from) else "published"
+    axes.set_title(f"Published, real PASCAL VOC 2007\n({source})", fontsize=10)
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right", title="fine-tuned", title_fontsize=8)
 
 
 def _bar_panel(axes, sound: pd.DataFrame, random: pd.DataFrame, arch: str, mode: str) -> None:

@@ -23,10 +23,18 @@ Two definitions are reported side by side, because they differ by several points
   (``numpy.arange(0, 1.1, 0.1)``, and MATLAB's ``0:0.1:1`` for its first half) holds
   0.30000000000000004 for 0.3 (and 0.6000000000000001, 0.7000000000000001 in numpy), which
   misses a recall of exactly 0.3 (3 of 10 positives); only such exact ties differ.
+
+Both lie in [0, 1] exactly: the float sums that compute them can overshoot by an ulp (eleven
+additions of 1/11 give 1.0000000000000002 for a class ranked perfectly), so the result is
+clipped. A class with no positive item (after dropping 0 labels) has AP 0, as in scikit-learn
+(``average_precision_score``: recall set to 1, AP 0, with a warning) and the devkit (recall
+0/0 = NaN passes no threshold: AP 0); :func:`average_precision_table` logs a warning naming
+such classes, so a missing class never poisons the mAP with NaN but is never silent either.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -37,9 +45,11 @@ from soundsup.voc import VOC_CLASSES
 METHODS = ("step", "voc07")
 TABLE_COLUMNS = ("class", "ap", "ap_voc07", "n_pos", "n_neg")
 
+log = logging.getLogger(__name__)
+
 
 class UndefinedAPWarning(UserWarning):
-    """A class has no positive test item, so its AP is undefined (NaN)."""
+    """A class has no positive test item: its AP is set to 0 (scikit-learn's and the devkit's value)."""
 
 
 def _ranked(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +82,7 @@ def _step_ap(positive: np.ndarray, scores: np.ndarray, n_pos: int) -> float:
     tp = true_positives[group_ends]
     precision = tp / (tp + false_positives[group_ends])
     recall = tp / n_pos
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    return _unit(float(np.sum(np.diff(recall, prepend=0.0) * precision)))
 
 
 def _voc07_ap(positive: np.ndarray, n_pos: int) -> float:
@@ -84,16 +94,21 @@ def _voc07_ap(positive: np.ndarray, n_pos: int) -> float:
     for k in range(11):
         reached = 10 * true_positives >= k * n_pos
         best = float(precision[reached].max()) if reached.any() else 0.0
-        ap = ap + best / 11
-    return ap
+        ap = ap + best / 11  # accumulated as the devkit does, then clipped
+    return _unit(ap)
+
+
+def _unit(value: float) -> float:
+    """``value`` clipped to [0, 1] (rounding in the sums overshoots 1 by an ulp at most)."""
+    return min(max(value, 0.0), 1.0)
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray, method: str = "step") -> float:
     """AP of one class. ``labels`` (N,) in {1, -1, 0}; ``scores`` (N,) real; returns a float in [0, 1].
 
     ``method``: ``"step"`` (scikit-learn's ``average_precision_score``) or ``"voc07"`` (devkit
-    11-point). Items labelled 0 are ignored. No positive item: NaN and an
-    :class:`UndefinedAPWarning`.
+    11-point). Items labelled 0 are ignored. No positive item: 0.0 and an
+    :class:`UndefinedAPWarning` (both references give 0).
     """
     if method not in METHODS:
         raise ValueError(f"unknown AP method {method!r}; expected one of {METHODS}")
@@ -101,9 +116,11 @@ def average_precision(labels: np.ndarray, scores: np.ndarray, method: str = "ste
     n_pos = int(positive.sum())
     if n_pos == 0:
         warnings.warn(
-            "no positive item: average precision is undefined (NaN)", UndefinedAPWarning, stacklevel=2
+            "no positive item: average precision set to 0 (as scikit-learn and the VOC devkit do)",
+            UndefinedAPWarning,
+            stacklevel=2,
         )
-        return float("nan")
+        return 0.0
     if method == "step":
         return _step_ap(positive, ranked_scores, n_pos)
     return _voc07_ap(positive, n_pos)
@@ -113,8 +130,8 @@ def average_precision_table(labels: np.ndarray, scores: np.ndarray) -> pd.DataFr
     """Per-class AP: ``labels`` (N, 20) in {1, -1, 0}, ``scores`` (N, 20) real.
 
     Returns 20 rows in :data:`soundsup.voc.VOC_CLASSES` order with columns ``class, ap,
-    ap_voc07, n_pos, n_neg`` (AP in [0, 1]; NaN for a class without positives, with one warning
-    naming those classes).
+    ap_voc07, n_pos, n_neg`` (AP in [0, 1]; 0 for a class without positives, with one logged
+    warning naming those classes).
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores)
@@ -140,8 +157,9 @@ def average_precision_table(labels: np.ndarray, scores: np.ndarray) -> pd.DataFr
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     empty = table.loc[table["n_pos"] == 0, "class"].tolist()
     if empty:
-        warnings.warn(
-            f"no positive test item for {', '.join(empty)}: their AP is NaN", UndefinedAPWarning, stacklevel=2
+        log.warning(
+            "no positive test item for %s: AP set to 0 (as scikit-learn and the VOC devkit do)",
+            ", ".join(empty),
         )
     return table
 

@@ -1,17 +1,28 @@
 """The paper's tables from the per-run AP files: mAP per model (table 1) and per class (table 2).
 
 Inputs are the files the VOC stage writes, ``results/voc/{model}/{mode}/seed{seed}/ap.csv``
-(columns ``class, ap, ap_voc07, n_pos, n_neg``; 20 rows in devkit order; AP in [0, 1]), with an
-optional provenance sidecar ``ap.csv.meta.json``. Published numbers for comparison come from
-the packaged ``soundsup/data/published.csv`` (percent, as the papers print them; see
-``soundsup/data/PUBLISHED.md`` for where each number comes from).
+(columns ``class, ap, ap_voc07, n_pos, n_neg``; 20 rows in devkit order; AP in [0, 1]), with
+their provenance sidecars ``ap.csv.meta.json``, and the clustering summaries
+``results/clusters/{feature}/k{k}/summary.json`` (which k-means backend ran). Published
+numbers come from the packaged ``soundsup/data/published.csv``: every number of Tables 1 and
+2 of Mahadev & Lu (arXiv:1912.11659), in percent, as printed (``soundsup/data/PUBLISHED.md``
+says where each comes from and where the paper disagrees with itself).
+
+Measured and published rows are kept apart by ``source`` (``measured`` / ``published``). A
+published row names its ``method`` as printed (free text), its ``citation`` (the paper's
+reference number and authors), where it is ``quoted_from``, the fine-tuning ``mode``
+(``head``, ``all``, or ``unstated``: Table 2 never says) and its ``ap_definition`` (``step``,
+``voc07`` or ``unstated``: the paper never says which AP); ``model`` is the measured model it
+compares with, where the paper pins one (else empty). Published numbers are real PASCAL VOC
+2007 numbers; measured rows are whatever world the run used.
 
 Conventions:
 
-- mAP is in percent (0-100). The tables' metric is the step AP (scikit-learn's
-  ``average_precision_score``); the VOC2007 11-point AP is carried beside it (``*_voc07``).
-- A run's mAP is the mean of its 20 class APs; a class whose AP is NaN (no positive test image)
-  is left out of that mean and a warning is logged.
+- mAP is in percent (0-100). The measured rows' metric is the step AP (scikit-learn's
+  ``average_precision_score``, ``ap_definition=step``); the VOC2007 11-point AP is carried
+  beside it (``*_voc07``).
+- A run's mAP is the mean of its 20 class APs; a class whose AP is NaN (an AP file written
+  before undefined classes were set to 0) is left out of that mean and a warning is logged.
 - Over seeds: mean, sample standard deviation (``ddof=1``) and count. The standard deviation of
   a single seed is NaN (undefined), not 0, so that one run never looks perfectly reproducible.
 - Tables keep full precision in memory; :func:`write_table` rounds to two decimals.
@@ -42,20 +53,38 @@ FEATURES: tuple[str, ...] = ("texture", "mfcc")
 ARCHS: tuple[str, ...] = ("alexnet", "resnet18")
 MODES: tuple[str, ...] = ("head", "all")
 METRICS: tuple[str, ...] = ("ap", "ap_voc07")
-PROVENANCE: tuple[str, ...] = ("git_commit", "config_hash", "n_pretext_pairs")
+PROVENANCE: tuple[str, ...] = ("git_commit", "config_hash", "n_pretext_pairs")  # from ap.csv.meta.json
+CLUSTER_BACKEND = "cluster_backend"  # from the clusters' summary.json: 'faiss' or 'sklearn'
 AP_COLUMNS: tuple[str, ...] = ("class", "ap", "ap_voc07", "n_pos", "n_neg")
-PUBLISHED_COLUMNS: tuple[str, ...] = ("model", "mode", "metric", *VOC_CLASSES, "map", "citation", "note")
+PUBLISHED_MODES: tuple[str, ...] = (*MODES, "unstated")
+AP_DEFINITIONS: tuple[str, ...] = ("step", "voc07", "unstated")
+PUBLISHED_TEXT: tuple[str, ...] = ("method", "citation", "quoted_from", "note")
+PUBLISHED_COLUMNS: tuple[str, ...] = (
+    "table", "method", "citation", "quoted_from", "model", "mode", "ap_definition",
+    *VOC_CLASSES, "map", "note",
+)  # fmt: skip
 TABLE1_COLUMNS: tuple[str, ...] = (
     "model", "source", "init", "feature", "k", "arch",
     "head_map", "head_sd", "head_n", "all_map", "all_sd", "all_n",
-    "head_map_voc07", "all_map_voc07", "n_pretext_pairs", "git_commit", "config_hash", "citation",
+    "head_map_voc07", "all_map_voc07", "ap_definition",
+    "n_pretext_pairs", CLUSTER_BACKEND, "git_commit", "config_hash", *PUBLISHED_TEXT,
 )  # fmt: skip
-TABLE2_COLUMNS: tuple[str, ...] = ("model", "source", "mode", *VOC_CLASSES, "map")
+TABLE2_COLUMNS: tuple[str, ...] = (
+    "model",
+    "source",
+    "mode",
+    *VOC_CLASSES,
+    "map",
+    "ap_definition",
+    *PUBLISHED_TEXT,
+)
 
 _MODEL_PATTERN = re.compile(
     r"^(?:(?P<feature>texture|mfcc)-k(?P<k>[1-9][0-9]*)|(?P<init>random|imagenet))-(?P<arch>alexnet|resnet18)$"
 )
 _AP_PATH_PATTERN = re.compile(r"(?P<model>[^/]+)/(?P<mode>head|all)/seed(?P<seed>[0-9]+)/ap\.csv$")
+_SUMMARY_PATH_PATTERN = re.compile(r"(?P<feature>[^/]+)/k(?P<k>[0-9]+)/summary\.json$")
+_ROUNDING = 1e-9  # AP files written before AP was clipped may exceed 1 by an ulp
 
 
 class TableError(ValueError):
@@ -111,13 +140,21 @@ def _read_ap_file(path: Path) -> pd.DataFrame:
         raise TableError(f"{path}: classes must be the 20 VOC classes in devkit order, got {list(classes)}")
     for metric in METRICS:
         values = pd.to_numeric(frame[metric], errors="coerce")
-        bad = frame[metric].notna() & values.isna() | (values < 0) | (values > 1)
+        bad = frame[metric].notna() & values.isna() | (values < -_ROUNDING) | (values > 1 + _ROUNDING)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise TableError(
-                f"{path}: row {row + 2} ({classes[row]}): {metric}={frame[metric].iloc[row]!r} not in [0, 1]"
+            value = frame[metric].iloc[row]
+            shown = repr(value) if isinstance(value, str) else value
+            raise TableError(f"{path}: row {row + 2} ({classes[row]}): {metric}={shown} not in [0, 1]")
+        rounded = (values < 0) | (values > 1)
+        if rounded.any():
+            log.info(
+                "%s: %s of %s clipped to [0, 1] (rounding)",
+                path,
+                metric,
+                [classes[i] for i in np.flatnonzero(rounded)],
             )
-        frame[metric] = values.astype(float)
+        frame[metric] = values.clip(0.0, 1.0).astype(float)
     return frame
 
 
@@ -135,16 +172,53 @@ def _read_provenance(path: Path) -> dict:
     return {key: meta.get(key) for key in PROVENANCE}
 
 
-def collect_ap(records: Sequence[tuple[str, str, int, str | Path]]) -> pd.DataFrame:
+def read_cluster_backends(paths: Sequence[str | Path]) -> dict[tuple[str, int], str | None]:
+    """``{(feature, k): backend}`` from clustering summaries ``.../{feature}/k{k}/summary.json``.
+
+    ``backend`` is the k-means implementation that ran with its version (``'faiss 1.9.0'``,
+    ``'sklearn 1.5.2'``; the name alone where the summary gives no version; None, with a
+    warning, where it does not say).
+    """
+    backends: dict[tuple[str, int], str | None] = {}
+    for path in paths:
+        match = _SUMMARY_PATH_PATTERN.search(Path(path).as_posix())
+        if match is None:
+            raise TableError(
+                f"{path}: not a clustering summary path of the form '{{feature}}/k{{k}}/summary.json'"
+            )
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"clustering summary not found: {path}")
+        try:
+            summary = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise TableError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(summary, dict):
+            raise TableError(f"{path}: expected a JSON object")
+        backend = summary.get("backend")
+        if backend is None:
+            log.warning("%s does not say which k-means backend ran", path)
+        version = summary.get("backend_version")
+        if backend is not None and version is not None:
+            backend = f"{backend} {version}"
+        backends[(match["feature"], int(match["k"]))] = None if backend is None else str(backend)
+    return backends
+
+
+def collect_ap(
+    records: Sequence[tuple[str, str, int, str | Path]], cluster_summaries: Sequence[str | Path] = ()
+) -> pd.DataFrame:
     """Stack the AP files of many runs into one long frame.
 
-    ``records``: ``(model, mode, seed, path to ap.csv)``. Returns one row per run and class with
-    columns ``model, mode, seed, class, ap, ap_voc07, git_commit, config_hash, n_pretext_pairs``
-    (AP in [0, 1]; provenance from the meta sidecar, missing values as None).
+    ``records``: ``(model, mode, seed, path to ap.csv)``; ``cluster_summaries``: the clustering
+    ``summary.json`` files of the sound models. Returns one row per run and class with columns
+    ``model, mode, seed, class, ap, ap_voc07, git_commit, config_hash, n_pretext_pairs,
+    cluster_backend`` (AP in [0, 1]; provenance from the meta sidecar and the summary of the
+    model's feature and k; missing values, and every baseline's backend, as None).
     """
+    backends = read_cluster_backends(cluster_summaries)
     frames, seen = [], set()
     for model, mode, seed, path in records:
-        parse_model_name(model)
+        parts = parse_model_name(model)
         if mode not in MODES:
             raise TableError(f"{path}: unknown fine-tuning mode {mode!r}; expected one of {MODES}")
         key = (model, mode, int(seed))
@@ -155,11 +229,15 @@ def collect_ap(records: Sequence[tuple[str, str, int, str | Path]]) -> pd.DataFr
         long = pd.DataFrame({"model": model, "mode": mode, "seed": int(seed), "class": list(VOC_CLASSES)})
         long["ap"] = frame["ap"].to_numpy()
         long["ap_voc07"] = frame["ap_voc07"].to_numpy()
-        for column, value in _read_provenance(Path(path)).items():
+        provenance = _read_provenance(Path(path))
+        provenance[CLUSTER_BACKEND] = backends.get((parts["feature"], parts["k"]))
+        for column, value in provenance.items():
             long[column] = pd.Series([value] * len(long), dtype=object)
         frames.append(long)
     if not frames:
-        return pd.DataFrame(columns=["model", "mode", "seed", "class", *METRICS, *PROVENANCE])
+        return pd.DataFrame(
+            columns=["model", "mode", "seed", "class", *METRICS, *PROVENANCE, CLUSTER_BACKEND]
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -210,9 +288,10 @@ def _measured_table1(long: pd.DataFrame) -> pd.DataFrame:
             row[f"{mode}_n"] = len(maps)
             row[f"{mode}_map_voc07"] = maps["map_voc07"].mean() if len(maps) else np.nan
         model_rows = long.loc[long["model"] == model]
-        for column in PROVENANCE:
+        for column in (*PROVENANCE, CLUSTER_BACKEND):
             row[column] = _joined(model_rows[column]) if column in model_rows else None
-        row["citation"] = None
+        row["ap_definition"] = "step"
+        row.update(dict.fromkeys(PUBLISHED_TEXT))
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(TABLE1_COLUMNS))
     table["n_pretext_pairs"] = _integers_if_possible(table["n_pretext_pairs"])
@@ -228,22 +307,44 @@ def _integers_if_possible(values: pd.Series) -> pd.Series:
     return values
 
 
+def _model_parts(model) -> dict:
+    """Model name parts of a published row (all None where it names no measured model)."""
+    if model is None or pd.isna(model):
+        return {"model": None, "init": None, "feature": None, "k": None, "arch": None}
+    return parse_model_name(model)
+
+
+def _joined_notes(entries: pd.DataFrame) -> str | None:
+    """One note for a published method: the shared note, or each mode's note prefixed by its mode."""
+    notes = {
+        mode: note for mode, note in zip(entries["mode"], entries["note"], strict=True) if pd.notna(note)
+    }
+    if not notes:
+        return None
+    if len(set(notes.values())) == 1 and len(notes) == len(entries):
+        return next(iter(notes.values()))
+    return "; ".join(f"{mode}: {note}" for mode, note in notes.items())
+
+
 def _published_table1(published: pd.DataFrame) -> pd.DataFrame:
+    """One row per method of the paper's Table 1, in the paper's order."""
+    quoted = published.loc[published["table"] == 1]
     rows = []
-    for model in _ordered(published["model"]):
-        entries = published.loc[published["model"] == model]
-        row = {"model": model, "source": "published", **parse_model_name(model)}
+    for (method, citation), entries in quoted.groupby(["method", "citation"], sort=False):
+        models = entries["model"].dropna()
+        row = {"source": "published", **_model_parts(models.iloc[0] if len(models) else None)}
         for mode in MODES:
-            step = entries.loc[(entries["mode"] == mode) & (entries["metric"] == "ap"), "map"].dropna()
-            eleven = entries.loc[
-                (entries["mode"] == mode) & (entries["metric"] == "ap_voc07"), "map"
-            ].dropna()
+            of_mode = entries.loc[entries["mode"] == mode]
+            step = of_mode.loc[of_mode["ap_definition"] != "voc07", "map"].dropna()
+            eleven = of_mode.loc[of_mode["ap_definition"] == "voc07", "map"].dropna()
             row[f"{mode}_map"] = step.iloc[0] if len(step) else np.nan
             row[f"{mode}_sd"] = np.nan
             row[f"{mode}_n"] = pd.NA
             row[f"{mode}_map_voc07"] = eleven.iloc[0] if len(eleven) else np.nan
-        row.update(dict.fromkeys(PROVENANCE))
-        row["citation"] = "; ".join(dict.fromkeys(entries["citation"].astype(str)))
+        row["ap_definition"] = "/".join(dict.fromkeys(entries["ap_definition"]))
+        row.update(dict.fromkeys((*PROVENANCE, CLUSTER_BACKEND)))
+        row.update(method=method, citation=citation, quoted_from=entries["quoted_from"].iloc[0])
+        row["note"] = _joined_notes(entries)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(TABLE1_COLUMNS))
 
@@ -252,8 +353,9 @@ def build_table1(long: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataF
     """One row per model: head and all mAP (percent) as mean, sd and n over seeds.
 
     Columns: :data:`TABLE1_COLUMNS`. Measured rows first (sound models by feature, arch, k; then
-    random; then imagenet), then the published rows (``source='published'``, citation filled,
-    sd, n and provenance empty).
+    random; then imagenet), then one row per method of the paper's Table 1 in its order
+    (``source='published'``: method, citation, ap_definition and note filled; sd, n and
+    provenance empty; ``model`` only where the paper pins the model it compares with).
     """
     measured = _measured_table1(long)
     parts = (
@@ -267,82 +369,108 @@ def build_table1(long: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataF
     return table[list(TABLE1_COLUMNS)]
 
 
-def build_table2(long: pd.DataFrame, published: pd.DataFrame | None, mode: str = "all") -> pd.DataFrame:
-    """Per-class AP (percent) of every model fine-tuned in ``mode``, mean over seeds, and ``map``.
+def build_table2(
+    long: pd.DataFrame, published: pd.DataFrame | None, modes: Sequence[str] = MODES
+) -> pd.DataFrame:
+    """Per-class AP (percent), mean over seeds, and ``map`` of every model fine-tuned in ``modes``.
 
     Columns: :data:`TABLE2_COLUMNS`. ``map`` is the mean over seeds of each run's mAP. Measured
-    rows first (same order as table 1), then the published rows of that mode whose metric is the
-    step AP (rows quoted as 11-point AP are left out: the two metrics must not share a column).
+    rows first, mode by mode (models in table 1's order), then every row of the paper's Table 2
+    in its order, with the mode it states (``unstated``: Table 2 never says head or all) and, as
+    ``map``, the mean of its printed per-class APs (Table 2 prints no mAP; its caption defines it
+    so).
     """
-    if mode not in MODES:
-        raise TableError(f"unknown fine-tuning mode {mode!r}; expected one of {MODES}")
-    selected = long.loc[long["mode"] == mode]
-    runs = run_maps(selected) if len(selected) else pd.DataFrame(columns=["model", "map"])
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or isinstance(modes, str):
+        raise TableError(f"unknown fine-tuning modes {modes!r}; expected a list of {MODES}")
     rows = []
-    for model in _ordered(selected["model"]):
-        per_class = selected.loc[selected["model"] == model].groupby("class")["ap"].mean()
-        row = {"model": model, "source": "measured", "mode": mode}
-        row.update({name: 100 * per_class[name] for name in VOC_CLASSES})
-        row["map"] = runs.loc[runs["model"] == model, "map"].mean()
-        rows.append(row)
+    for mode in modes:
+        selected = long.loc[long["mode"] == mode]
+        runs = run_maps(selected) if len(selected) else pd.DataFrame(columns=["model", "map"])
+        for model in _ordered(selected["model"]):
+            per_class = selected.loc[selected["model"] == model].groupby("class")["ap"].mean()
+            row = {"model": model, "source": "measured", "mode": mode, "ap_definition": "step"}
+            row.update({name: 100 * per_class[name] for name in VOC_CLASSES})
+            row["map"] = runs.loc[runs["model"] == model, "map"].mean()
+            rows.append(row)
     if published is not None and len(published):
-        quoted = published.loc[(published["mode"] == mode) & (published["metric"] == "ap")]
-        skipped = published.loc[(published["mode"] == mode) & (published["metric"] != "ap"), "model"]
-        if len(skipped):
-            log.info("table 2 leaves out published 11-point AP rows of %s", sorted(set(skipped)))
-        for model in _ordered(quoted["model"]):
-            entry = quoted.loc[quoted["model"] == model].iloc[0]
-            row = {"model": model, "source": "published", "mode": mode}
-            row.update({name: entry[name] for name in VOC_CLASSES})
-            row["map"] = entry["map"]
+        for _, entry in published.loc[published["table"] == 2].iterrows():
+            row = {"model": None if pd.isna(entry["model"]) else entry["model"], "source": "published"}
+            row.update({column: entry[column] for column in ("mode", *VOC_CLASSES, "map", "ap_definition")})
+            row.update(
+                {column: None if pd.isna(entry[column]) else entry[column] for column in PUBLISHED_TEXT}
+            )
             rows.append(row)
     return pd.DataFrame(rows, columns=list(TABLE2_COLUMNS))
+
+
+def published_path() -> Path:
+    """The packaged ``soundsup/data/published.csv`` (the file rule tabulate_ap declares)."""
+    return Path(str(resources.files("soundsup") / "data" / "published.csv"))
 
 
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
     """Published numbers (percent) with columns :data:`PUBLISHED_COLUMNS`, checked.
 
-    ``path`` defaults to the packaged ``soundsup/data/published.csv``. Empty cells (numbers the
-    sources do not give) are NaN. Where ``map`` is empty but all 20 classes are given, ``map`` is
-    their mean.
+    ``path`` defaults to the packaged ``soundsup/data/published.csv``: one row per (table of
+    the paper, method, mode). Empty cells are numbers the paper does not print (its "-" in
+    Table 1, and every per-class cell of Table 1) and become NaN. Where ``map`` is empty but all
+    20 classes are given, ``map`` is their mean (Table 2's caption defines the mAP so). Text
+    cells left empty (``model``, ``note``) become None.
     """
-    source = (
-        Path(path) if path is not None else Path(str(resources.files("soundsup") / "data" / "published.csv"))
-    )
+    source = Path(path) if path is not None else published_path()
     if not source.is_file():
         raise FileNotFoundError(f"published results file not found: {source}")
+    text_columns = ("method", "citation", "quoted_from", "model", "mode", "ap_definition", "note")
     frame = pd.read_csv(
-        source, dtype={"model": str, "mode": str, "metric": str, "citation": str, "note": str}
+        source, dtype=dict.fromkeys(text_columns, str) | {"table": str}, keep_default_na=False
     )
     if tuple(frame.columns) != PUBLISHED_COLUMNS:
         raise TableError(f"{source}: columns must be {list(PUBLISHED_COLUMNS)}, got {list(frame.columns)}")
+    for column in text_columns:
+        frame[column] = pd.Series([value.strip() or None for value in frame[column]], dtype=object)
     for index, entry in frame.iterrows():
-        where = f"{source}: row {index + 2}"
+        _check_published_row(entry, f"{source}: row {index + 2}")
+    frame["table"] = frame["table"].astype(int)
+    numbers = [*VOC_CLASSES, "map"]
+    for column in numbers:
+        cells = frame[column].astype(str).str.strip()
+        values = pd.to_numeric(cells.replace("", None), errors="coerce")
+        bad = (cells != "") & values.isna() | (values < 0) | (values > 100)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise TableError(
+                f"{source}: row {row + 2}: {column}={cells.iloc[row]!r} is not a percentage "
+                "(a number the paper does not print is an empty cell, explained in 'note')"
+            )
+        frame[column] = values.astype(float)
+    complete = frame[list(VOC_CLASSES)].notna().all(axis=1) & frame["map"].isna()
+    frame.loc[complete, "map"] = frame.loc[complete, list(VOC_CLASSES)].mean(axis=1)
+    key = ["table", "method", "citation", "mode", "ap_definition"]
+    duplicated = frame.duplicated(key)
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise TableError(f"{source}: row {row + 2}: a second entry for {tuple(frame.iloc[row][key])}")
+    return frame
+
+
+def _check_published_row(entry: pd.Series, where: str) -> None:
+    """One row of published.csv: the table, the texts it must carry, its mode and AP definition."""
+    if entry["table"] not in ("1", "2"):
+        raise TableError(f"{where}: table {entry['table']!r} is not 1 or 2 (the tables of the paper)")
+    for column in ("method", "citation", "quoted_from"):
+        if pd.isna(entry[column]):
+            raise TableError(f"{where}: {column} is empty")
+    if not pd.isna(entry["model"]):
         try:
             parse_model_name(entry["model"])
         except TableError as error:
             raise TableError(f"{where}: {error}") from error
-        if entry["mode"] not in MODES:
-            raise TableError(f"{where}: mode {entry['mode']!r} not in {MODES}")
-        if entry["metric"] not in METRICS:
-            raise TableError(f"{where}: metric {entry['metric']!r} not in {METRICS}")
-        if pd.isna(entry["citation"]) or not str(entry["citation"]).strip():
-            raise TableError(f"{where}: citation is empty")
-    numbers = [*VOC_CLASSES, "map"]
-    for column in numbers:
-        frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
-        out_of_range = (frame[column] < 0) | (frame[column] > 100)
-        if out_of_range.any():
-            row = int(np.flatnonzero(out_of_range.to_numpy())[0])
-            raise TableError(f"{source}: row {row + 2}: {column}={frame[column].iloc[row]} not a percentage")
-    complete = frame[list(VOC_CLASSES)].notna().all(axis=1) & frame["map"].isna()
-    frame.loc[complete, "map"] = frame.loc[complete, list(VOC_CLASSES)].mean(axis=1)
-    duplicated = frame.duplicated(["model", "mode", "metric"])
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated.to_numpy())[0])
-        key = tuple(frame.iloc[row][["model", "mode", "metric"]])
-        raise TableError(f"{source}: row {row + 2}: a second entry for {key}")
-    return frame
+    allowed = MODES if entry["table"] == "1" else PUBLISHED_MODES  # Table 1's columns are head and all
+    if entry["mode"] not in allowed:
+        raise TableError(f"{where}: mode {entry['mode']!r} not in {allowed}")
+    if entry["ap_definition"] not in AP_DEFINITIONS:
+        raise TableError(f"{where}: ap_definition {entry['ap_definition']!r} not in {AP_DEFINITIONS}")
 
 
 def write_table(table: pd.DataFrame, path: str | Path, decimals: int = 2) -> None:

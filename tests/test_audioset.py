@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,12 @@ import pytest
 
 from soundsup.audioset import (
     ID_PATTERN,
+    MUSIC,
+    SPEECH,
     SegmentsFormatError,
     SelectConfig,
     descendants,
+    exclusively_under,
     load_ontology,
     read_segments,
     select_segments,
@@ -228,3 +232,95 @@ def test_seeded_sample_is_reproducible_and_order_independent(ontology):
     assert len(first) == len(other) == 50 and set(first["ytid"]) != set(other["ytid"])
     everything = select_segments(frame, ontology, SelectConfig(n_segments=0), n_shards=4, seed=7)
     assert len(everything) == 300 and set(everything["shard"]) == {0, 1, 2, 3}
+
+
+# ----------------------------------------------------------------------------------------------
+# Music and speech on the real ontology and real eval rows (tests/data/audioset, see its README)
+
+DATA = Path(__file__).parent / "data" / "audioset"
+SHARED = Path("/work/shared/data/audioset")
+CHURCH_BELL, CHIME, BELL, BEATBOXING = "/m/03w41f", "/m/07n_g", "/m/0395lw", "/m/02cz_7"
+
+
+@pytest.fixture(scope="module")
+def real_ontology():
+    return load_ontology(DATA / "ontology.json")
+
+
+def paths_to_top(ontology, label):
+    """Every path from ``label`` up to a node without parents, as lists of ids (brute force)."""
+    parents = {}
+    for node_id, node in ontology.items():
+        for child in node.get("child_ids", []):
+            parents.setdefault(child, []).append(node_id)
+    if not parents.get(label):
+        return [[label]]
+    return [[label, *path] for parent in parents[label] for path in paths_to_top(ontology, parent)]
+
+
+def test_exclusion_means_every_path_passes_through_music_or_speech(real_ontology):
+    roots = {MUSIC, SPEECH}
+    oracle = {
+        label
+        for label in real_ontology
+        if all(any(node in roots for node in path) for path in paths_to_top(real_ontology, label))
+    }
+    excluded = exclusively_under(real_ontology, roots)
+    assert excluded == oracle
+    assert (len(real_ontology), len(descendants(real_ontology, roots)), len(excluded)) == (632, 197, 185)
+    for label in (BELL, CHURCH_BELL, CHIME):  # also under Sounds of things
+        assert label in descendants(real_ontology, [MUSIC]) and label not in excluded
+    assert BEATBOXING in excluded  # under Hip hop music and Vocal music: both paths are music
+    assert "/m/015lz1" not in excluded  # Singing sits under Human voice only
+    with pytest.raises(ValueError, match="/m/nope"):
+        exclusively_under(real_ontology, ["/m/nope"])
+
+
+def test_exclusively_under_handles_shared_children_and_cycles():
+    ontology = {
+        "/m/a": {"id": "/m/a", "name": "A", "child_ids": ["/m/x", "/m/y"]},
+        "/m/b": {"id": "/m/b", "name": "B", "child_ids": ["/m/x"]},
+        "/m/x": {"id": "/m/x", "name": "X", "child_ids": ["/m/z"]},
+        "/m/y": {"id": "/m/y", "name": "Y", "child_ids": ["/m/z", "/m/w"]},
+        "/m/z": {"id": "/m/z", "name": "Z", "child_ids": []},
+        "/m/w": {"id": "/m/w", "name": "W", "child_ids": ["/m/v"]},
+        "/m/v": {"id": "/m/v", "name": "V", "child_ids": ["/m/w"]},  # a cycle below A only
+    }
+    # x has a parent outside A's subtree, so x and z (one of whose parents is x) are not A-only
+    assert exclusively_under(ontology, ["/m/a"]) == {"/m/a", "/m/y", "/m/w", "/m/v"}
+    assert exclusively_under(ontology, ["/m/a", "/m/b"]) == set(ontology)
+
+
+def real_excerpt_selection(ontology):
+    segments, bad = read_segments(DATA / "eval_excerpt.csv")
+    assert bad == [] and len(segments) == 59
+    config = SelectConfig(n_segments=0, min_duration_s=0)  # labels only (one of these rows lasts 2 s)
+    selected = select_segments(segments, ontology, config, n_shards=1, seed=0)
+    return segments, set(zip(selected["ytid"], selected["start"], strict=True))
+
+
+def test_bells_and_chimes_are_not_music_on_real_eval_rows(real_ontology):
+    segments, kept = real_excerpt_selection(real_ontology)
+    old = descendants(real_ontology, [MUSIC, SPEECH])
+    labels = segments["labels"].str.split(",")
+    keys = list(zip(segments["ytid"], segments["start"], strict=True))
+    all_old = labels.map(lambda row: all(label in old for label in row)).to_numpy()
+    for bell in (CHURCH_BELL, BELL, CHIME):
+        rows = [key for key, row, music in zip(keys, labels, all_old, strict=True) if music and bell in row]
+        assert rows and set(rows) <= kept  # every label under Music or Speech, one of them a bell
+    beatboxing = [
+        key for key, row, music in zip(keys, labels, all_old, strict=True) if music and BEATBOXING in row
+    ]
+    assert len(beatboxing) == 2 and not set(beatboxing) & kept
+    assert (int(all_old.sum()), len(segments) - len(kept)) == (51, 11)  # 40 rows held bells, choirs, chants
+
+
+@pytest.mark.skipif(not (SHARED / "eval_segments.csv").is_file(), reason="the full eval CSV is not here")
+def test_full_eval_csv_counts():
+    ontology = load_ontology(SHARED / "ontology.json")
+    segments, _ = read_segments(SHARED / "eval_segments.csv")
+    selected = select_segments(segments, ontology, SelectConfig(n_segments=0, min_duration_s=0), 1, 0)
+    labels = segments["labels"].str.split(",")
+    old = descendants(ontology, [MUSIC, SPEECH])
+    assert int(labels.map(lambda row: all(label in old for label in row)).sum()) == 4502  # data README
+    assert len(segments) - len(selected) == 4502 - 553

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import sys
@@ -51,6 +52,8 @@ def test_recovers_well_separated_blobs_and_centroids_in_original_space(backend):
     assert summary["k"] == 4 and summary["n_used"] == 160 and summary["n_dropped"] == 0
     assert summary["n_nonempty"] == 4 and sorted(summary["sizes"]) == [40, 40, 40, 40]
     assert summary["backend"] == backend
+    installed = importlib.import_module("faiss" if backend == "faiss" else "sklearn").__version__
+    assert summary["backend_version"] == installed
 
 
 def test_auto_is_faiss_when_installed_else_sklearn():

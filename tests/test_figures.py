@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.collections import PathCollection
 from PIL import Image
 
 from soundsup import figures, tables
@@ -52,12 +53,48 @@ def table1(tmp_path_factory):
 
 
 def test_map_vs_k(table1, tmp_path):
+    # published rows present: a second panel of their own beside the measured one
     figures.plot_map_vs_k(table1, tmp_path / "map_vs_k.png")
-    assert_png(tmp_path / "map_vs_k.png", 7.5, 5.0)
+    assert_png(tmp_path / "map_vs_k.png", 13.0, 5.0)
     figures.plot_map_vs_k(table1, tmp_path / "mfcc.png", feature="mfcc")
-    assert_png(tmp_path / "mfcc.png", 7.5, 5.0)
+    assert_png(tmp_path / "mfcc.png", 13.0, 5.0)
+    measured_only = table1.loc[table1["source"] == "measured"]
+    figures.plot_map_vs_k(measured_only, tmp_path / "measured.png")
+    assert_png(tmp_path / "measured.png", 7.5, 5.0)
     with pytest.raises(FigureError, match="unknown feature"):
         figures.plot_map_vs_k(table1, tmp_path / "x.png", feature="spectrum")
+
+
+def test_published_panel_takes_any_method_name_and_keeps_published_off_the_measured_axes(table1, tmp_path):
+    extra = table1.loc[table1["source"] == "published"].iloc[[0]].copy()
+    extra[["method", "citation", "model", "init", "feature", "k", "arch"]] = [
+        "Sound of Silence (résumé), v2",
+        "[99] Someone Else",
+        None,
+        None,
+        None,
+        pd.NA,
+        None,
+    ]
+    extra[["head_map", "all_map"]] = [12.5, np.nan]
+    table = pd.concat([table1, extra], ignore_index=True)
+    figure = figures.map_vs_k_figure(table)
+    measured_axes, published_axes = figure.axes[:2]
+    published = table.loc[table["source"] == "published"]
+    labels = [label.get_text() for label in published_axes.get_yticklabels()]
+    assert labels[0] == "Imagenet(pretrained) [17]" and labels[-1] == "Sound of Silence (résumé), v2 [99]"
+    assert "Our model" in labels and "Noroozi and Favaro [22]" in labels
+    widths = [round(patch.get_width(), 2) for patch in published_axes.patches]
+    assert 12.5 in widths and 52.8 in widths and 55.1 in widths
+    assert len(widths) == 2 * len(published) - 3 - 1  # three '-' cells and the NaN draw no bar
+    drawn = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in measured_axes.get_lines()])
+    quoted = published[["head_map", "all_map"]].to_numpy(dtype=float).ravel()
+    assert len(drawn) and not np.isin(drawn, quoted[~np.isnan(quoted)]).any()  # none on the measured axes
+    assert not measured_axes.patches and not [
+        c for c in measured_axes.collections if isinstance(c, PathCollection)
+    ]
+    figures.plot_map_vs_k(table, tmp_path / "any.png")
+    assert_png(tmp_path / "any.png", 13.0, 5.0)
 
 
 def test_figures_from_the_csv_as_written(table1, tmp_path):
@@ -65,7 +102,7 @@ def test_figures_from_the_csv_as_written(table1, tmp_path):
     tables.write_table(table1, tmp_path / "table1.csv")
     back = pd.read_csv(tmp_path / "table1.csv")
     figures.plot_map_vs_k(back, tmp_path / "map_vs_k.png")
-    assert_png(tmp_path / "map_vs_k.png", 7.5, 5.0)
+    assert_png(tmp_path / "map_vs_k.png", 13.0, 5.0)
     figures.plot_feature_comparison(back, tmp_path / "features.png")
     assert_png(tmp_path / "features.png", 11.0, 2 * 3.8 + 0.4)
 

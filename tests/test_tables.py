@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,9 @@ import pytest
 
 from soundsup import tables
 from soundsup.tables import VOC_CLASSES, TableError
+
+PAPER_TABLES = Path(__file__).parent / "data" / "paper_tables.txt"
+PUBLISHED_MD = Path(tables.__file__).parent / "data" / "PUBLISHED.md"
 
 
 def write_ap(root, model, mode, seed, ap, ap_voc07=None, meta=None):
@@ -102,29 +107,177 @@ def test_published_rows_are_marked_and_last(runs):
     published = tables.load_published()
     table = tables.build_table1(tables.collect_ap(runs), published)
     quoted = table.loc[table["source"] == "published"]
-    assert list(table["source"]) == ["measured"] * 7 + ["published"] * len(quoted)
-    row = quoted.set_index("model").loc["texture-k15-alexnet"]
-    assert row["head_map"] == pytest.approx(52.8) and row["all_map"] == pytest.approx(55.1)
-    assert "Mahadev" in row["citation"]
-    assert pd.isna(row["git_commit"]) and pd.isna(row["head_n"]) and math.isnan(row["head_sd"])
-    assert table.loc[table["source"] == "measured", "citation"].isna().all()
+    assert list(table["source"]) == ["measured"] * 7 + ["published"] * 14
+    assert list(quoted["method"]) == [
+        "Imagenet(pretrained)",
+        "Random",
+        "Pathak et al.",
+        "Donahue et al.",
+        "Owens et al.",
+        "Pathak et al.",
+        "Wang et al.",
+        "Doersch et al.",
+        "Bojanowski et al.",
+        "Zhang et al.",
+        "Zhang et al.",
+        "Noroozi and Favaro",
+        "Noroozi et al.",
+        "Our model",
+    ]  # fmt: skip  (the paper's order)
+    ours = quoted.iloc[-1]
+    assert (ours["head_map"], ours["all_map"], ours["model"]) == (52.8, 55.1, "texture-k15-alexnet")
+    assert (ours["feature"], ours["k"], ours["arch"]) == ("texture", 15, "alexnet")
+    assert ours["citation"].startswith("Rohan Mahadev and Hongyu Lu") and ours["quoted_from"].endswith(
+        "Table 1"
+    )
+    assert set(quoted["ap_definition"]) == {"unstated"}  # the paper never says which AP
+    jigsaw = quoted.loc[quoted["method"] == "Noroozi and Favaro"].iloc[0]
+    assert math.isnan(jigsaw["head_map"]) and jigsaw["all_map"] == 67.6 and "printed as '-'" in jigsaw["note"]
+    assert quoted.loc[quoted["method"] == "Pathak et al.", "citation"].str[:4].tolist() == ["[27]", "[26]"]
+    assert quoted["model"].isna().sum() == 11 and quoted["init"].isna().sum() == 11
+    assert (
+        quoted[["git_commit", "cluster_backend", "head_n"]].isna().all().all()
+        and quoted["head_sd"].isna().all()
+    )
+    measured = table.loc[table["source"] == "measured"]
+    assert measured[["citation", "method", "note"]].isna().all().all()
+    assert set(measured["ap_definition"]) == {"step"}
 
 
-def test_table2_per_class_and_published(runs, tmp_path):
+def test_table2_per_class_and_published(runs):
     long = tables.collect_ap(runs)
     published = tables.load_published()
-    table = tables.build_table2(long, published, mode="all")
+    table = tables.build_table2(long, published)
     assert list(table.columns) == list(tables.TABLE2_COLUMNS)
-    assert list(table["model"]) == ["texture-k5-alexnet", "imagenet-alexnet", "texture-k15-alexnet"]
-    assert list(table["source"]) == ["measured", "measured", "published"]
-    measured = table.iloc[0]
-    np.testing.assert_allclose(measured[list(VOC_CLASSES)].astype(float), 100 * np.linspace(0.2, 0.6, 20))
-    assert measured["map"] == pytest.approx(40.0)
-    assert table.iloc[2]["map"] == pytest.approx(55.1) and table.iloc[2][list(VOC_CLASSES)].isna().all()
-    head = tables.build_table2(long, None, mode="head")
-    assert head.set_index("model").loc["texture-k5-alexnet", "aeroplane"] == pytest.approx(55.0)
-    with pytest.raises(TableError, match="mode"):
-        tables.build_table2(long, None, mode="fc7")
+    assert list(table.columns[3:23]) == list(VOC_CLASSES) and table.columns[23] == "map"
+    measured = table.loc[table["source"] == "measured"]
+    assert list(measured["mode"]) == ["head"] * 6 + ["all"] * 2
+    assert list(measured.loc[measured["mode"] == "all", "model"]) == [
+        "texture-k5-alexnet",
+        "imagenet-alexnet",
+    ]
+    row = measured.loc[(measured["mode"] == "all") & (measured["model"] == "texture-k5-alexnet")].iloc[0]
+    np.testing.assert_allclose(row[list(VOC_CLASSES)].astype(float), 100 * np.linspace(0.2, 0.6, 20))
+    assert row["map"] == pytest.approx(40.0)
+    head = measured.loc[measured["mode"] == "head"].set_index("model")
+    assert head.loc["texture-k5-alexnet", "aeroplane"] == pytest.approx(55.0)
+    quoted = table.loc[table["source"] == "published"]
+    assert len(quoted) == 11 and set(quoted["mode"]) == {"unstated"}  # Table 2 never says head or all
+    assert list(quoted["method"][-2:]) == ["Ours - Sound Texture", "Ours - MFCC"]
+    texture = quoted.iloc[-2]
+    assert texture["map"] == pytest.approx(53.5) and texture["aeroplane"] == 76 and texture["tvmonitor"] == 43
+    assert "Table 1 prints 52.8 (head) / 55.1 (all)" in texture["note"]
+    assert list(tables.build_table2(long, None, ["all"])["mode"]) == ["all", "all"]
+    with pytest.raises(TableError, match="modes"):
+        tables.build_table2(long, None, ["fc7"])
+    with pytest.raises(TableError, match="modes"):
+        tables.build_table2(long, None, "all")  # a string is not a list of modes
+
+
+def paper_lines():
+    """(Table 1 lines, Table 2 lines) of the verbatim extraction in tests/data/paper_tables.txt."""
+    lines = [
+        line for line in PAPER_TABLES.read_text(encoding="utf-8").splitlines() if not line.startswith("#")
+    ]
+    first = lines[
+        lines.index("Head All") + 1 : next(i for i, line in enumerate(lines) if line.startswith("Table 1:"))
+    ]
+    start = next(i for i, line in enumerate(lines) if line.startswith("aer bk brd"))
+    second = lines[start + 1 : next(i for i, line in enumerate(lines) if line.startswith("Table 2:"))]
+    return first, second
+
+
+def split_printed(line: str, n_values: int) -> tuple[str, str | None, list[str]]:
+    """(method, reference number or None, the last ``n_values`` tokens) of a printed table line."""
+    tokens = line.split()
+    label, values = " ".join(tokens[:-n_values]), tokens[-n_values:]
+    match = re.fullmatch(r"(.*?) ?\[(\d+)\]", label)
+    method, reference = (match[1], match[2]) if match else (label, None)
+    return method.replace("k\U0001d458k-means", "k-means"), reference, values
+
+
+def raw_published():
+    """published.csv as text cells, exactly as written (no number parsing)."""
+    return pd.read_csv(tables.published_path(), dtype=str, keep_default_na=False)
+
+
+def test_published_csv_quotes_every_number_of_the_papers_tables_as_printed():
+    first, second = paper_lines()
+    assert len(first) == 14 and len(second) == 11
+    raw = raw_published()
+    table1, table2 = raw.loc[raw["table"] == "1"], raw.loc[raw["table"] == "2"]
+    assert len(table1) == 28 and len(table2) == 11 and len(raw) == 39
+    absent = 0
+    for line, (head, all_) in zip(
+        first, zip(table1.iloc[::2].itertuples(), table1.iloc[1::2].itertuples(), strict=True), strict=True
+    ):
+        method, reference, printed = split_printed(line, 2)
+        for entry, value, mode in ((head, printed[0], "head"), (all_, printed[1], "all")):
+            assert (entry.method, entry.mode) == (method, mode), line
+            assert entry.citation.startswith(
+                f"[{reference}] " if reference else "Rohan Mahadev and Hongyu Lu"
+            )
+            assert entry.map == ("" if value == "-" else value), line  # the printed digits, not a rounding
+            absent += value == "-"
+            if value == "-":
+                assert "printed as '-'" in entry.note
+            assert all(entry._asdict()[name] == "" for name in VOC_CLASSES)  # Table 1 prints mAP only
+    assert absent == 3
+    for line, entry in zip(second, table2.itertuples(), strict=True):
+        method, reference, printed = split_printed(line, 20)
+        assert entry.method == method and entry.mode == "unstated" and entry.map == "", line
+        assert entry.citation.startswith(f"[{reference}] " if reference else "Rohan Mahadev and Hongyu Lu")
+        assert [entry._asdict()[name] for name in VOC_CLASSES] == printed, line
+    assert (
+        set(raw["ap_definition"]) == {"unstated"}
+        and (raw["quoted_from"].str.startswith("Mahadev & Lu")).all()
+    )
+
+
+# Table 2 rows and the Table 1 row that prints the same method's mAP (the same reference;
+# k-means [16] is another initialisation than Table 1's Random [16]; MFCC is not in Table 1).
+TABLE1_OF_TABLE2 = {
+    "Imagenet(pretrained)": "Imagenet(pretrained)",
+    "Owens et al.": "Owens et al.",
+    "Colorization": "Zhang et al.",
+    "Tracking": "Wang et al.",
+    "Object motion": "Pathak et al.",
+    "Patch position": "Doersch et al.",
+    "Ours - Sound Texture": "Our model",
+}
+
+
+def test_table2_row_means_disagree_with_table1_and_the_disagreement_is_recorded():
+    """Table 2's caption: the mean of a row's 20 APs is its mAP. Recompute it for every row and
+    compare with the mAP that Table 1 prints for the same method: they never agree, and each
+    row's note and PUBLISHED.md say so with the numbers."""
+    first, second = paper_lines()
+    printed_maps = {}
+    for line in first:
+        method, reference, values = split_printed(line, 2)
+        printed_maps[(method, reference)] = values
+    published = tables.load_published()
+    quoted = published.loc[published["table"] == 2]
+    documented = PUBLISHED_MD.read_text(encoding="utf-8")
+    disagreements = {}
+    for line, (_, entry) in zip(second, quoted.iterrows(), strict=True):
+        method, reference, values = split_printed(line, 20)
+        mean = sum(float(value) for value in values) / 20
+        assert entry["map"] == pytest.approx(mean, abs=1e-12)
+        assert f"mean of the 20 printed APs, {mean:.2f}" in entry["note"]
+        assert f"| {method} | {mean:.2f} |" in documented.replace(f"[{reference}] ", "")
+        if method in TABLE1_OF_TABLE2:
+            head, all_ = printed_maps[(TABLE1_OF_TABLE2[method], reference)]
+            stated = [float(value) for value in (head, all_) if value != "-"]
+            assert all(abs(mean - value) > 0.5 for value in stated), (method, mean, stated)
+            assert f"Table 1 prints {head} (head) / {all_} (all)" in entry["note"]
+            disagreements[method] = (round(mean, 2), head, all_)
+    assert disagreements["Ours - Sound Texture"] == (53.5, "52.8", "55.1")
+    assert disagreements["Owens et al."] == (45.7, "52.3", "61.3")
+    assert disagreements["Imagenet(pretrained)"] == (65.55, "78.9", "79.9")
+    mfcc = quoted.loc[quoted["method"] == "Ours - MFCC"].iloc[0]
+    assert mfcc["map"] == pytest.approx(53.85) and "Table 1 has no MFCC row" in mfcc["note"]
+    assert "/work/" not in documented and "arXiv:1912.11659" in documented
 
 
 def test_write_table_rounds_and_reads_back(runs, tmp_path):
@@ -174,23 +327,75 @@ def test_undefined_class_ap_is_left_out_of_the_mean(tmp_path):
 def test_load_published_checks_its_file(tmp_path):
     published = tables.load_published()
     assert list(published.columns) == list(tables.PUBLISHED_COLUMNS)
-    assert set(published["metric"]) <= set(tables.METRICS) and published["citation"].str.len().gt(0).all()
-    bad = published.copy()
-    bad.loc[0, "model"] = "texture-alexnet"
-    bad.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(TableError, match="row 2"):
-        tables.load_published(tmp_path / "bad.csv")
+    assert published["citation"].str.len().gt(0).all() and published["map"].notna().sum() == 25 + 11
+    raw = raw_published()
+
+    def refused(match, row=2, **cells):
+        bad = raw.copy()
+        for column, value in cells.items():
+            bad.loc[row - 2, column] = value
+        bad.to_csv(tmp_path / "bad.csv", index=False)
+        with pytest.raises(TableError, match=match):
+            tables.load_published(tmp_path / "bad.csv")
+
+    refused(r"row 2: bad model name", model="texture-alexnet")
+    refused(r"row 3: mode 'unstated' not in \('head', 'all'\)", row=3, mode="unstated")  # Table 1 has columns
+    refused(r"row 30: mode 'fc7'", row=30, mode="fc7")
+    refused(r"row 4: ap_definition 'map'", row=4, ap_definition="map")
+    refused(r"row 5: citation is empty", row=5, citation="  ")
+    refused(r"row 6: table '3'", row=6, table="3")
+    refused(r"row 7: map='-' is not a percentage", row=7, map="-")
+    refused(r"row 31: bus='101' is not a percentage", row=31, bus="101")
+    refused(r"row 3: a second entry", row=3, mode="head")
     with pytest.raises(FileNotFoundError, match="nowhere.csv"):
         tables.load_published(tmp_path / "nowhere.csv")
-    complete = published.iloc[[0]].copy()
-    complete[list(VOC_CLASSES)] = np.arange(20.0)
-    complete["map"] = np.nan
+    complete = raw.iloc[[0]].copy()
+    complete[list(VOC_CLASSES)] = [str(value) for value in range(20)]
+    complete["map"] = ""
     complete.to_csv(tmp_path / "complete.csv", index=False)
     assert tables.load_published(tmp_path / "complete.csv").loc[0, "map"] == pytest.approx(9.5)
+
+
+def test_clustering_backend_reaches_table1(runs, tmp_path):
+    summaries = []
+    for feature, k, backend in (("texture", 5, "faiss"), ("mfcc", 5, "sklearn"), ("texture", 10, "faiss")):
+        path = tmp_path / "clusters" / feature / f"k{k}" / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"k": k, "backend": backend, "backend_version": "1.2.3"}))
+        summaries.append(path)
+    table = tables.build_table1(tables.collect_ap(runs, summaries), None).set_index("model")
+    assert table.loc["texture-k5-alexnet", "cluster_backend"] == "faiss 1.2.3"
+    assert table.loc["mfcc-k5-alexnet", "cluster_backend"] == "sklearn 1.2.3"
+    assert table.loc["texture-k10-resnet18", "cluster_backend"] == "faiss 1.2.3"  # same clusters, either arch
+    assert pd.isna(table.loc["texture-k20-alexnet", "cluster_backend"])  # no summary given
+    assert pd.isna(table.loc["random-alexnet", "cluster_backend"])  # no clusters at all
+    summaries[0].write_text("{not json")
+    with pytest.raises(TableError, match=r"texture/k5/summary.json: not valid JSON"):
+        tables.collect_ap(runs, summaries)
+    with pytest.raises(TableError, match="not a clustering summary path"):
+        tables.collect_ap(runs, [tmp_path / "summary.json"])
+    with pytest.raises(FileNotFoundError, match="k7/summary.json"):
+        tables.collect_ap(runs, [tmp_path / "clusters" / "texture" / "k7" / "summary.json"])
+
+
+def test_ap_a_rounding_step_above_one_is_clipped_not_refused(tmp_path):
+    # AP files written before the metric was clipped hold 1.0000000000000002 for a perfect class:
+    # the tables read them as 1 (nothing is rerun); a real excursion is still refused.
+    values = np.full(20, 0.5)
+    values[3] = 1.0000000000000002
+    path = write_ap(
+        tmp_path, "random-alexnet", "all", 0, values, ap_voc07=np.minimum(values + 0.5, 1.0000000000000002)
+    )
+    long = tables.collect_ap(tables.records_from_paths([path]))
+    assert long["ap"].max() == 1.0 and long["ap_voc07"].max() == 1.0
+    values[3] = 1.001
+    path = write_ap(tmp_path, "random-alexnet", "all", 0, values)
+    with pytest.raises(TableError, match=r"row 5 \(boat\): ap=1.001 not in \[0, 1\]"):
+        tables.collect_ap(tables.records_from_paths([path]))
 
 
 def test_no_measured_runs_leaves_the_published_rows():
     long = tables.collect_ap([])
     table = tables.build_table1(long, tables.load_published())
     assert set(table["source"]) == {"published"} and list(table.columns) == list(tables.TABLE1_COLUMNS)
-    assert list(tables.build_table2(long, tables.load_published())["source"]) == ["published"]
+    assert list(tables.build_table2(long, tables.load_published())["source"]) == ["published"] * 11

@@ -36,7 +36,11 @@ def main(snakemake) -> None:
     save_npy(snakemake.output.centroids, result.centroids)
     write_json(snakemake.output.summary, summary)
     write_meta(
-        snakemake.output.labels, {**snakemake.params.clusters, "k": n_clusters}, seed=snakemake.params.seed
+        snakemake.output.labels,
+        {**snakemake.params.clusters, "k": n_clusters},
+        seed=snakemake.params.seed,
+        backend=summary["backend"],  # the one that ran ('auto' in the config resolves to it)
+        backend_version=summary["backend_version"],
     )
 
 

@@ -1,11 +1,9 @@
-"""Adapter of rule tabulate_ap: every ap.csv -> table1 (mAP per model) and table2 (per class)."""
+"""Adapter of rule tabulate_ap: every ap.csv (+ provenance, clustering summaries) -> table1, table2."""
 
 from _common import run
 
 
 def main(snakemake) -> None:
-    import pandas as pd
-
     from soundsup.tables import (
         build_table1,
         build_table2,
@@ -15,13 +13,11 @@ def main(snakemake) -> None:
         write_table,
     )
 
-    long = collect_ap(records_from_paths(snakemake.input.ap))
-    published = load_published()
-    table2 = pd.concat(
-        [build_table2(long, published, mode=mode) for mode in snakemake.params.modes], ignore_index=True
-    )
+    # each ap.csv's provenance sidecar (snakemake.input.meta) is read beside it by collect_ap
+    long = collect_ap(records_from_paths(list(snakemake.input.ap)), list(snakemake.input.clusters))
+    published = load_published(snakemake.input.published)
     write_table(build_table1(long, published), snakemake.output.table1)
-    write_table(table2, snakemake.output.table2)
+    write_table(build_table2(long, published, list(snakemake.params.modes)), snakemake.output.table2)
 
 
 run(main, snakemake)  # noqa: F821
