@@ -25,7 +25,8 @@ rule select_segments:
 
 
 # Transport settings (concurrency, timeout, retries, rate limit, cookies, proxy) do not change
-# which clips are obtained, so they are not params: changing them reruns nothing.
+# which clips are obtained, so they are not params: changing them reruns nothing. Nothing of
+# the pairs section reaches this rule: a cached clip is valid when it covers its segment.
 rule download_clips:
     input:
         selection="results/segments/selection.parquet",
@@ -68,7 +69,6 @@ rule download_clips:
             )
         },
         local_dir=lambda wildcards, input: input.videos or None,
-        window_s=config["pairs"]["window_s"],
         cache_dir="resources/clips",
     script:
         "../workflow_scripts/download_clips.py"
