@@ -6,9 +6,7 @@ a keyframe every second, 12 s unless stated.
 
 from __future__ import annotations
 
-import logging
 import os
-import runpy
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from adapter_helpers import Job, run_adapter
 from diskfull import fill, small_disk
 from httpserver import MediaServer
 
@@ -43,7 +42,6 @@ from soundsup.ffmpeg import ffmpeg_binary
 from soundsup.io import write_parquet
 from soundsup.pairs import PairConfig, extract_shard
 
-REPO = Path(__file__).resolve().parent.parent
 GOOD, GOOD2, NO_AUDIO, SHORT, SILENT, CORRUPT = (
     "good-clip_A",
     "-goodclipB2",
@@ -462,47 +460,23 @@ def test_failure_fraction_bound(server, tmp_path):
     check_failures(manifest.iloc[:0], 0.0, name="empty")
 
 
-class _Namespace(dict):
-    """Snakemake's job object as the adapters use it: attributes and, for wildcards, a dict."""
-
-    __getattr__ = dict.__getitem__
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-
-
-def run_download_adapter(
-    monkeypatch, server, selection: Path, manifest: Path, cache: Path, log: Path
-) -> None:
+def run_download_adapter(server, selection: Path, manifest: Path, cache: Path, log: Path) -> None:
     """The rule's adapter, as Snakemake runs it, for shard 0 of ``selection``."""
-    monkeypatch.syspath_prepend(str(REPO / "workflow_scripts"))
-    job = _Namespace(
-        input=_Namespace(selection=str(selection), videos=[]),
-        output=_Namespace(manifest=str(manifest)),
-        params=_Namespace(
+    job = Job(
+        input=Job(selection=str(selection), videos=[]),
+        output=Job(manifest=str(manifest)),
+        params=Job(
             download={"source": "youtube", "url_template": server.url("{ytid}.mp4"), "reencode": False},
             transport={"timeout_s": 20, "retries": 0, "backoff_s": 0.05, "concurrency": 2},
             local_dir=None,
             cache_dir=str(cache),
         ),
-        wildcards=_Namespace(shard="0"),
+        wildcards=Job(shard="0"),
         log=[str(log)],
         rule="download_clips",
         threads=1,
     )
-    runpy.run_path(str(REPO / "workflow_scripts" / "download_clips.py"), init_globals={"snakemake": job})
+    run_adapter("download_clips", job)
 
 
 def assert_cache_holds_only_complete_clips(cache: Path) -> int:
@@ -516,9 +490,7 @@ def assert_cache_holds_only_complete_clips(cache: Path) -> int:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="mounts a tmpfs (Linux)")
-def test_a_full_disk_fails_the_job_and_a_rerun_after_freeing_space_obtains_every_clip(
-    server, tmp_path, monkeypatch, restore_logging
-):
+def test_a_full_disk_fails_the_job_and_a_rerun_after_freeing_space_obtains_every_clip(server, tmp_path):
     selection = tmp_path / "selection.parquet"
     write_parquet(selection, segments(*FULL_DISK).assign(shard=0))
     manifest, log = tmp_path / "results" / "shard-0.parquet", tmp_path / "logs" / "shard-0.log"
@@ -526,14 +498,14 @@ def test_a_full_disk_fails_the_job_and_a_rerun_after_freeing_space_obtains_every
         cache = disk / "clips"
         filler = fill(disk, leave=100_000)  # less than one clip (about 145 KB)
         with pytest.raises(OutputWriteError) as caught:
-            run_download_adapter(monkeypatch, server, selection, manifest, cache, log)
+            run_download_adapter(server, selection, manifest, cache, log)
         message = str(caught.value)
         assert "No space left on device" in message and "[ENOSPC]" in message and str(cache) in message
         assert "No space left on device" in log.read_text()
         assert not manifest.exists()  # nothing that looks finished
         assert assert_cache_holds_only_complete_clips(cache) < len(FULL_DISK)
         filler.unlink()
-        run_download_adapter(monkeypatch, server, selection, manifest, cache, log)
+        run_download_adapter(server, selection, manifest, cache, log)
         rows = pd.read_parquet(manifest)
         assert rows["status"].tolist() == ["ok"] * len(FULL_DISK)
         assert assert_cache_holds_only_complete_clips(cache) == len(FULL_DISK)
@@ -541,9 +513,7 @@ def test_a_full_disk_fails_the_job_and_a_rerun_after_freeing_space_obtains_every
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="mounts a tmpfs (Linux)")
-def test_a_manifest_that_cannot_be_written_fails_the_job_and_the_rerun_reuses_the_clips(
-    server, tmp_path, monkeypatch, restore_logging
-):
+def test_a_manifest_that_cannot_be_written_fails_the_job_and_the_rerun_reuses_the_clips(server, tmp_path):
     selection = tmp_path / "selection.parquet"
     write_parquet(selection, segments(*FULL_DISK[:2]).assign(shard=0))
     cache, log = tmp_path / "clips", tmp_path / "shard-0.log"
@@ -553,11 +523,11 @@ def test_a_manifest_that_cannot_be_written_fails_the_job_and_the_rerun_reuses_th
         with pytest.raises(
             OutputWriteError, match=r"cannot write .*shard-0\.parquet: No space left on device"
         ):
-            run_download_adapter(monkeypatch, server, selection, manifest, cache, log)
+            run_download_adapter(server, selection, manifest, cache, log)
         assert sorted(path.name for path in results.iterdir()) == ["filler"]  # no temporary file left
         filler.unlink()
         before = len(server.requests)
-        run_download_adapter(monkeypatch, server, selection, manifest, cache, log)
+        run_download_adapter(server, selection, manifest, cache, log)
         assert pd.read_parquet(manifest)["status"].tolist() == ["ok", "ok"]
         assert len(server.requests) == before  # the clips came from the cache
 
