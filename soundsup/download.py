@@ -299,11 +299,12 @@ def _rate_bytes(rate_limit: str | None) -> float | None:
 
 @dataclass
 class _Fetched:
-    """A fetched section: its file, the source's duration when known, ffmpeg's notes."""
+    """A fetched section: its file, the source's duration (or file, to ask it) when known, ffmpeg's notes."""
 
     path: Path
     source_seconds: float | None = None
     notes: str = ""
+    source_file: Path | None = None
 
 
 def ytdlp_options(config: DownloadConfig) -> dict:
@@ -512,7 +513,7 @@ class _LocalFetcher:
                 reason if reason != "other" else "corrupt",
                 f"ffmpeg exited with code {result.returncode}: {message}",
             )
-        return _Fetched(target, _source_seconds(source, self.config.timeout_s), _ffmpeg_notes(stderr))
+        return _Fetched(target, notes=_ffmpeg_notes(stderr), source_file=source)
 
     def close(self) -> None:
         return
@@ -651,6 +652,8 @@ def _check_probe_fetched(info: dict, segment, fetched: _Fetched) -> None:
         if failure.reason != "truncated":
             raise
         source = fetched.source_seconds
+        if source is None and fetched.source_file is not None:
+            source = _source_seconds(fetched.source_file, timeout_s=60)
         if source is not None and source + coverage_tolerance(info["fps"]) < end:
             raise ClipFailure(
                 "too_short", f"the video is {source:.2f} s long; the segment asks for {start:.3f}-{end:.3f} s"
