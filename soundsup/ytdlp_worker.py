@@ -128,9 +128,17 @@ class WorkerProcess:
         stage = "starting"
         began = time.monotonic()
         deadline = began + timeout_s
-        self._send({**request, "id": clip_id})
+        try:
+            self._send({**request, "id": clip_id})
+        except OSError as error:
+            self.kill()
+            raise WorkerDied(f"the yt-dlp worker is gone ({error}): {self._stderr_tail()}") from error
         while True:
-            event = self._next_event(deadline)
+            try:
+                event = self._next_event(deadline)
+            except WorkerDied:
+                self.kill()  # and whatever it started: its process group
+                raise
             if event is None:
                 message = self._describe_late(stage, timeout_s, request, progress)
                 self.kill()

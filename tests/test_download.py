@@ -42,6 +42,7 @@ from soundsup.ffmpeg import ffmpeg_binary
 from soundsup.io import write_parquet
 from soundsup.pairs import PairConfig, extract_shard
 
+REPO = Path(__file__).resolve().parent.parent
 GOOD, GOOD2, NO_AUDIO, SHORT, SILENT, CORRUPT = (
     "good-clip_A",
     "-goodclipB2",
@@ -231,16 +232,23 @@ def test_stalls_and_silent_servers_time_out(server, tmp_path):
     assert "ffmpeg (pid" in manifest["message"].iloc[2] and "killed" in manifest["message"].iloc[2]
 
 
-def _processes_naming(text: str) -> list[int]:
+def _processes_naming(text: str, parent: int | None = None) -> list[int]:
+    """Pids whose command line contains ``text`` (and whose parent is ``parent``, when given)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
+                named = text.encode() in (entry / "cmdline").read_bytes()
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
+            if named and (parent is None or ppid == parent):
+                found.append(int(entry.name))
     return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def test_timeout_bounds_the_whole_fetch(server, tmp_path):
@@ -264,8 +272,8 @@ def test_a_killed_worker_fails_only_its_clip(server, tmp_path):
     def kill_the_worker_once_ffmpeg_runs() -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not killed:
-            for pid in _processes_naming("ytdlp_worker.py"):
-                if _processes_naming(f"{TRICKLE}_1000"):
+            for pid in _processes_naming("ytdlp_worker.py", parent=os.getpid()):  # ours only
+                if _processes_naming(f"{TRICKLE}_1000", parent=pid):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.05)
@@ -277,6 +285,35 @@ def test_a_killed_worker_fails_only_its_clip(server, tmp_path):
     assert killed
     assert manifest["status"].tolist() == ["failed", "ok"]
     assert manifest["reason"].iloc[0] == "other" and "worker ended" in manifest["message"].iloc[0]
+
+
+def test_a_killed_job_leaves_no_worker_or_ffmpeg_behind(server, tmp_path):
+    """Snakemake or SLURM kill the job's process: its workers follow within a second or two."""
+    script = (
+        "import sys, pandas as pd\n"
+        "from soundsup.download import DownloadConfig, download_shard\n"
+        f"config = DownloadConfig(url_template={server.url('{ytid}.mp4')!r}, timeout_s=60, retries=0)\n"
+        f"segments = pd.DataFrame({{'ytid': [{TRICKLE!r}, {DRIP!r}], 'start': 1.0, 'end': 11.0}})\n"
+        f"download_shard(segments, {str(tmp_path / 'cache')!r}, config)\n"
+    )
+    job = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 30
+        workers, ffmpeg = [], []
+        while time.monotonic() < deadline and not (len(workers) == 2 and ffmpeg):
+            time.sleep(0.1)
+            workers = _processes_naming("ytdlp_worker.py", parent=job.pid)
+            ffmpeg = [
+                pid for worker in workers for pid in _processes_naming(f"{TRICKLE}_1000", parent=worker)
+            ]
+        assert len(workers) == 2 and ffmpeg  # both fetching, one of them in ffmpeg
+    finally:
+        job.kill()
+        job.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(workers + ffmpeg):
+        time.sleep(0.1)
+    assert _alive(workers + ffmpeg) == []
 
 
 def test_rate_limit_is_retried_after_a_shared_pause(server, tmp_path):
