@@ -305,6 +305,7 @@ class _Fetched:
     source_seconds: float | None = None
     notes: str = ""
     source_file: Path | None = None
+    source_margin_s: float = 0.0  # how far off ``source_seconds`` may be (sites round to seconds)
 
 
 def ytdlp_options(config: DownloadConfig) -> dict:
@@ -398,7 +399,7 @@ class _YtdlpFetcher:
             raise ClipFailure("other", f"yt-dlp reported no downloaded file (last step: {event['stage']!r})")
         duration = event.get("duration")
         source_seconds = float(duration) if isinstance(duration, int | float) and duration > 0 else None
-        return _Fetched(_as_mp4(downloaded, target, self.config.timeout_s), source_seconds, notes)
+        return _Fetched(_as_mp4(downloaded, target, self.config.timeout_s), source_seconds, notes, None, 1.0)
 
     def close(self) -> None:
         for worker in self._created:
@@ -572,7 +573,8 @@ class _ShardDownloader:
         """Find in the cache or download, probe and place one clip; its manifest row.
 
         Every failure of this clip becomes its row; raised are only :class:`OutputWriteError`
-        (our own write failed), :class:`WorkerStartError` and :class:`_ShardStopped`.
+        (our own write failed), an ``OSError`` reading the cache, :class:`WorkerStartError` and
+        :class:`_ShardStopped`.
         """
         if self.stopping.is_set():
             raise _ShardStopped()
@@ -581,7 +583,13 @@ class _ShardDownloader:
         if not ID_PATTERN.match(ytid) or not valid_time:
             return _row(segment, "failed", "other", f"invalid segment {ytid!r} [{start}, {end}]")
         final = clip_path(self.cache_dir, ytid, start)
-        record = cached_clip(self.cache_dir, segment)
+        try:
+            record = cached_clip(self.cache_dir, segment)
+        except OSError:
+            raise  # the cache itself cannot be read or written: the job's failure, naming the file
+        except Exception as error:  # noqa: BLE001 - an unreadable cached clip is fetched again
+            log.warning("%s: checking the cached clip failed (%s): fetching it again", final.name, error)
+            record = None
         if record is not None:
             return _ok_row(segment, final, record)
         failure = ClipFailure("other", "not attempted")
@@ -654,7 +662,7 @@ def _check_probe_fetched(info: dict, segment, fetched: _Fetched) -> None:
         source = fetched.source_seconds
         if source is None and fetched.source_file is not None:
             source = _source_seconds(fetched.source_file, timeout_s=60)
-        if source is not None and source + coverage_tolerance(info["fps"]) < end:
+        if source is not None and source + fetched.source_margin_s + coverage_tolerance(info["fps"]) < end:
             raise ClipFailure(
                 "too_short", f"the video is {source:.2f} s long; the segment asks for {start:.3f}-{end:.3f} s"
             ) from failure
