@@ -3,8 +3,12 @@
 - selection: ``read_segments`` + ``select_segments`` on a generated AudioSet-format CSV
   (default 2,000,000 rows, the size of unbalanced_train) vs a csv-module loop doing the same
   checks and the Music/Speech filter row by row;
-- download: ``download_shard`` (yt-dlp's Python API, one YoutubeDL reused) from a loopback
-  HTTP server vs one ``yt-dlp`` command-line process per clip;
+- download: ``download_shard`` (yt-dlp's Python API in a reused worker process) from a
+  loopback HTTP server vs one ``yt-dlp`` command-line process per clip;
+- rerun: checking a cached shard against its records (size + SHA-256) vs probing every clip
+  (decoding it), as a cache without records must;
+- deadline: how long a page that drips 1 KB/s holds a download with ``timeout_s=2``, vs an
+  HTTP read with a 2-s socket timeout alone (which the drip never trips);
 - local source: seconds per clip of ``download_shard(source=local)`` on the demo's clip
   (12 s, 128x96, 10 fps, H.264 + AAC);
 - extraction: ``extract_shard`` on one core (one ffmpeg process per clip) vs separate ffmpeg
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from httpserver import MediaServer  # noqa: E402
 
 from soundsup.audioset import MUSIC, SPEECH, SelectConfig, exclusively_under, read_segments, select_segments  # noqa: E402
-from soundsup.download import DownloadConfig, download_shard  # noqa: E402
+from soundsup.download import DownloadConfig, download_shard, record_path  # noqa: E402
 from soundsup.ffmpeg import ffmpeg_binary, ffmpeg_on_path  # noqa: E402
 from soundsup.pairs import PairConfig, extract_shard, pair_times  # noqa: E402
 
@@ -208,6 +213,48 @@ def bench_download(server: MediaServer, ids: list[str], folder: Path) -> tuple[f
     return ours, naive, manifest
 
 
+def bench_rerun(server: MediaServer, ids: list[str], folder: Path) -> tuple[float, float]:
+    """Seconds per clip of a rerun on a complete cache: with records, and without (probe)."""
+    config = DownloadConfig(url_template=server.url("{ytid}.mp4"), concurrency=1, retries=0, reencode=False)
+    n_requests = len(server.requests)
+    began = time.perf_counter()
+    download_shard(segments_of(ids), folder / "cache", config)
+    ours = (time.perf_counter() - began) / len(ids)
+    for clip in (folder / "cache").glob("*.mp4"):
+        record_path(clip).unlink()
+    began = time.perf_counter()
+    download_shard(segments_of(ids), folder / "cache", config)
+    probed = (time.perf_counter() - began) / len(ids)
+    assert len(server.requests) == n_requests, "a rerun on a complete cache requested something"
+    print(
+        f"rerun on a cached shard: records {ours * 1000:.1f} ms/clip; probing each clip "
+        f"{probed * 1000:.1f} ms/clip; {probed / ours:.1f}x"
+    )
+    return ours, probed
+
+
+def bench_deadline(server: MediaServer, folder: Path, drip_s: float) -> tuple[float, float]:
+    """Seconds a dripping page holds one download (timeout_s=2) vs a socket timeout of 2 s alone."""
+    config = DownloadConfig(url_template=server.url("{ytid}.mp4"), timeout_s=2, retries=0, concurrency=1)
+    began = time.perf_counter()
+    manifest = download_shard(segments_of(["drippage000"]), folder / "drip", config)
+    ours = time.perf_counter() - began
+    assert manifest["reason"].tolist() == ["timeout"], manifest["message"].tolist()
+    began = time.perf_counter()
+    try:
+        with urllib.request.urlopen(server.url("drippage000.mp4"), timeout=2) as response:
+            while response.read(65536):
+                pass
+    except (TimeoutError, OSError):
+        pass
+    socket_only = time.perf_counter() - began
+    print(
+        f"deadline (a page dripping 1 KB/s for {drip_s:g} s, timeout_s=2): released after {ours:.1f} s "
+        f"(worker start included); a 2-s socket timeout alone held it {socket_only:.1f} s"
+    )
+    return ours, socket_only
+
+
 def naive_extraction(manifest: pd.DataFrame, config: PairConfig) -> int:
     """Separate ffmpeg calls per pair: one for the frame, one for the audio window."""
     size, count = config.frame_size, 0
@@ -301,6 +348,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--frame-size", type=int, default=256)
+    parser.add_argument("--drip-s", type=float, default=20.0, help="how long the dripping page drips")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ffmpeg_on_path()
@@ -313,8 +361,10 @@ def main() -> None:
         make_clip(videos / f"{ids[0]}.mp4", args.width, args.height, args.fps)
         for ytid in ids[1:]:
             shutil.copyfile(videos / f"{ids[0]}.mp4", videos / f"{ytid}.mp4")
-        with MediaServer(videos) as server:
+        with MediaServer(videos, {"drippage000.mp4": ("drip", 1000, args.drip_s)}) as server:
             download_ours, download_naive, manifest = bench_download(server, ids, folder)
+            rerun_ours, rerun_probe = bench_rerun(server, ids, folder)
+            deadline_ours, deadline_socket = bench_deadline(server, folder, args.drip_s)
         local_copy = bench_local(videos, ids, folder, reencode=False)
         bench_local(videos, ids[: max(1, len(ids) // 4)], folder, reencode=True)
         pair_ours, pair_naive, _ = bench_extraction(manifest, args.frame_size)
@@ -330,7 +380,10 @@ def main() -> None:
     print(
         f"RESULT acquisition: selection of {args.rows:,} rows {select_ours:.1f} s "
         f"({select_naive / select_ours:.1f}x the csv loop); download {len(ids) / download_ours:.1f} clips/s "
-        f"({download_naive / download_ours:.1f}x a yt-dlp process per clip); local {local_copy:.3f} s/clip; "
+        f"({download_naive / download_ours:.1f}x a yt-dlp process per clip); "
+        f"rerun {rerun_ours * 1000:.1f} ms/clip ({rerun_probe / rerun_ours:.0f}x probing); "
+        f"a dripping page released after {deadline_ours:.1f} s at timeout_s=2 "
+        f"(socket timeout alone {deadline_socket:.0f} s); local {local_copy:.3f} s/clip; "
         f"extraction {1 / pair_ours:.1f} pairs/s on one core ({pair_naive / pair_ours:.1f}x separate ffmpeg "
         f"calls; {pipeline_naive / pipeline_ours:.1f}x the naive download + extraction)"
     )

@@ -27,6 +27,8 @@ rule select_segments:
 # What is fetched is the selection and the cut (max_height, reencode: the cache folder); where
 # from and how (source, url_template, local_dir, concurrency, timeouts, retries, rate limit,
 # cookies, proxy) are x-rerun false in the schema: the adapter reads them from the config.
+# Nothing of the pairs section reaches this rule: a cached clip is valid when it covers its
+# segment, whatever the pair window.
 if config["download"]["on_submit_host"]:
 
     localrules:
@@ -51,7 +53,6 @@ rule download_clips:
         downloads=1,
     params:
         download=params_of("download"),
-        window_s=config["pairs"]["window_s"],
         cache_dir=clip_cache(),
     script:
         "../workflow_scripts/download_clips.py"

@@ -9,8 +9,12 @@ The CSV format (``eval``, ``balanced_train``, ``unbalanced_train``)::
 
 The 2-million-row file parses in about two seconds: the lines are cut without copying (newline
 offsets into one Arrow buffer) and checked by one RE2 pattern, vectorised. A line that does not
-fit is reported with its line number and a reason, and skipped; a file that is not such a CSV
-(an HTML page, binary data, rows mangled by a spreadsheet) raises :class:`SegmentsFormatError`.
+fit (of any length) is reported with its line number and a reason, and skipped; a file that is
+not such a CSV (an HTML page, binary data, rows mangled by a spreadsheet, a header and no data)
+raises :class:`SegmentsFormatError`. Times must lie in ``[0, MAX_SECONDS]``: no video is that
+long, and the bound keeps every ``(ytid, start in ms)`` key distinct. The header's
+``num_segs`` is compared with the data lines read: truncated copies of these files circulate
+under their original header.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from soundsup.io import write_text
 log = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{11}$")
+MAX_SECONDS = 1_000_000.0
+"""Upper bound of segment times (no video is 10^6 s long); start in ms then fits in 40 bits."""
+MAX_LINE_CHARS = 4096
+"""A data line longer than this is diagnosed without parsing it (real rows are < 300 characters)."""
 LABEL_PATTERN = re.compile(r"^/[a-z]/[A-Za-z0-9_]+$")
 MUSIC, SPEECH = "/m/04rlf", "/m/09x0r"
 COLUMNS_HEADER = "# YTID, start_seconds, end_seconds, positive_labels"
@@ -47,6 +55,7 @@ _ROW = (
 _LABEL_LIST = r"^/[a-z]/[A-Za-z0-9_]+(?:,/[a-z]/[A-Za-z0-9_]+)*$"
 _SPREADSHEET_ERRORS = ("#NAME?", "#VALUE!", "#REF!", "#N/A", "#NUM!", "#DIV/0!", "#NULL!")
 _PADDING = re.compile(r",\s*$")
+_NUM_SEGS = re.compile(r"\bnum_segs\s*=\s*(\d+)")
 
 
 class SegmentsFormatError(ValueError):
@@ -123,14 +132,31 @@ def _count_header(lines: pa.LargeStringArray, path: Path) -> int:
     return n_header
 
 
+def _header_num_segs(lines: pa.LargeStringArray, n_header: int) -> int | None:
+    """The ``num_segs=N`` that a header line states, or None."""
+    for value in lines.slice(0, n_header).to_pylist():
+        found = _NUM_SEGS.search(value)
+        if found:
+            return int(found.group(1))
+    return None
+
+
 def _diagnose(text: str) -> str:
     """Why one line is not a segment row (slow path: only for lines that failed the pattern)."""
     stripped = text.strip()
     if stripped.startswith(_SPREADSHEET_ERRORS):
         return f"spreadsheet error value {stripped.split(',')[0]!r} in place of the YouTube id"
+    if len(stripped) > MAX_LINE_CHARS:
+        return (
+            f"a line of {len(stripped):,} characters (segment rows are a few hundred at most): "
+            "lines run together or binary data"
+        )
     if _PADDING.search(stripped):
         return "padding commas at the end of the line (spreadsheet export)"
-    fields = next(csv.reader([stripped], skipinitialspace=True))
+    try:
+        fields = next(csv.reader([stripped], skipinitialspace=True))
+    except csv.Error as error:
+        return f"not a CSV row ({error})"
     if len(fields) != 4:
         return f"expected 4 fields (YTID, start, end, labels), found {len(fields)}"
     ytid, start, end, labels = fields
@@ -171,8 +197,11 @@ def read_segments(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str, 
 
     Returns ``(segments, bad_lines)``: ``segments`` has columns ``ytid`` (str), ``start``,
     ``end`` (float64 seconds) and ``labels`` (str, comma-separated ontology ids), in file order;
-    ``bad_lines`` lists ``(line_number, raw_text, reason)`` for each skipped line (1-based).
-    Raises :class:`SegmentsFormatError` (naming the file) for a file that is not such a CSV.
+    ``bad_lines`` lists ``(line_number, raw_text, reason)`` for each skipped line (1-based; the
+    text cut to 1000 characters). ``segments.attrs`` holds ``num_segs_header`` (the header's
+    ``num_segs``, None when absent) and ``n_data_lines`` (non-blank lines after the header);
+    when they differ a WARNING names both. Raises :class:`SegmentsFormatError` (naming the
+    file) for a file that is not such a CSV, or has no data lines.
     """
     path = Path(path)
     if not path.is_file():
@@ -187,6 +216,7 @@ def read_segments(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str, 
         ) from error
     lines = _split_lines(raw)
     n_header = _count_header(lines, path)
+    num_segs = _header_num_segs(lines, n_header)
     body = lines.slice(n_header)
     parsed = pc.extract_regex(body, _ROW)
     matched = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
@@ -203,11 +233,15 @@ def read_segments(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str, 
     line_numbers = np.flatnonzero(matched) + n_header + 1
     bad_index = np.flatnonzero(~matched & ~blank)
     n_rows, n_bad = int((~blank).sum()), len(bad_index)
+    if n_rows == 0:
+        stated = f" (its header says num_segs={num_segs})" if num_segs is not None else ""
+        raise SegmentsFormatError(f"{path} has the segments header but no data lines{stated}")
+    _compare_with_header(num_segs, n_rows, path)
     hopeless = n_bad >= 10 and n_bad > 0.5 * n_rows
     bad = []
     for index in bad_index[:20] if hopeless else bad_index:
         text = body[int(index)].as_py().rstrip("\r\n")
-        bad.append((int(index) + n_header + 1, text, _diagnose(text)))
+        bad.append((int(index) + n_header + 1, text[:1000], _diagnose(text)))
     if hopeless:
         _raise_if_damaged(bad, n_bad, n_rows, len(frame), path)
     frame, more_bad = _check_rows(frame, line_numbers)
@@ -218,26 +252,49 @@ def read_segments(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str, 
             "%s: %d malformed lines skipped (first: line %d: %s)", path, len(bad), bad[0][0], bad[0][2]
         )
     log.info("%s: %d segments read", path, len(frame))
-    return frame.reset_index(drop=True), bad
+    frame = frame.reset_index(drop=True)
+    frame.attrs = {"num_segs_header": num_segs, "n_data_lines": n_rows}
+    return frame, bad
+
+
+def _compare_with_header(num_segs: int | None, n_rows: int, path: Path) -> None:
+    """Warn when the data lines are not as many as the header's ``num_segs`` says."""
+    if num_segs is None:
+        log.warning("%s: the header states no num_segs; %d data lines read", path, n_rows)
+    elif num_segs != n_rows:
+        what = "truncated (rows lost)" if n_rows < num_segs else "extended (rows added)"
+        log.warning(
+            "%s: the header says num_segs=%d but %d data lines were read (%+d): the file was %s "
+            "since it was made; use an intact copy if this is not intended",
+            path, num_segs, n_rows, n_rows - num_segs, what,
+        )  # fmt: skip
 
 
 def _check_rows(
     frame: pd.DataFrame, line_numbers: np.ndarray
 ) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     """Drop rows whose label list or times are invalid; report them as bad lines."""
-    labels_ok = pc.match_substring_regex(pa.array(frame["labels"], pa.large_string()), _LABEL_LIST)
+    labels = pa.array(frame["labels"], pa.large_string())
+    labels_ok = pc.and_(
+        pc.match_substring_regex(labels, _LABEL_LIST), pc.less_equal(pc.utf8_length(labels), MAX_LINE_CHARS)
+    )
     labels_ok = labels_ok.to_numpy(zero_copy_only=False)
-    times_ok = (frame["start"].to_numpy() < frame["end"].to_numpy()) & np.isfinite(frame["end"].to_numpy())
+    start, end = frame["start"].to_numpy(), frame["end"].to_numpy()
+    in_range = np.isfinite(end) & (end <= MAX_SECONDS)
+    times_ok = (start < end) & in_range
     keep = labels_ok & times_ok
     bad = []
     for index in np.flatnonzero(~keep):
         row = frame.iloc[index]
-        text = f'{row.ytid}, {row.start:.3f}, {row.end:.3f}, "{row.labels}"'
-        reason = (
-            f"label list {row.labels!r} is not comma-separated ontology ids like /m/068hy"
-            if not labels_ok[index]
-            else f"start {row.start} is not before end {row.end}"
-        )
+        text = f'{row.ytid}, {row.start:.3f}, {row.end:.3f}, "{row.labels}"'[:1000]
+        if len(row.labels) > MAX_LINE_CHARS:
+            reason = f"a label list of {len(row.labels):,} characters (real ones are a few hundred at most)"
+        elif not labels_ok[index]:
+            reason = f"label list {row.labels!r} is not comma-separated ontology ids like /m/068hy"
+        elif not in_range[index]:
+            reason = f"time {max(row.start, row.end):g} s is beyond any video (limit {MAX_SECONDS:g} s)"
+        else:
+            reason = f"start {row.start} is not before end {row.end}"
         bad.append((int(line_numbers[index]), text, reason))
     return frame[keep], bad
 
@@ -368,13 +425,13 @@ def _validate_segments(segments: pd.DataFrame, what: str) -> None:
 
 
 def valid_rows(segments: pd.DataFrame) -> np.ndarray:
-    """Boolean mask: id matches :data:`ID_PATTERN` and 0 <= start < end, both finite."""
+    """Boolean mask: id matches :data:`ID_PATTERN` and 0 <= start < end <= :data:`MAX_SECONDS`."""
     ids = pa.array(segments["ytid"].astype(str), pa.large_string())
     ids_ok = pc.match_substring_regex(ids, ID_PATTERN.pattern).to_numpy(zero_copy_only=False)
     start = pd.to_numeric(segments["start"], errors="coerce").to_numpy(dtype=float)
     end = pd.to_numeric(segments["end"], errors="coerce").to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
-        times = np.isfinite(start) & np.isfinite(end) & (start >= 0) & (start < end)
+        times = np.isfinite(start) & np.isfinite(end) & (start >= 0) & (start < end) & (end <= MAX_SECONDS)
     return ids_ok & times
 
 

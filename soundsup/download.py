@@ -2,9 +2,22 @@
 
 Each clip is cut at the source by yt-dlp (``download_ranges``; ffmpeg reads only the section),
 lands under a temporary name in ``cache_dir/.partial``, is probed (video and audio streams
-decode, long enough, not silent; yt-dlp reports success for truncated, soundless and
-past-the-end sections alike) and only then renamed to ``cache_dir/{ytid}_{start_ms}.mp4``. A
-rerun probes what is in the cache and downloads only the rest, so a killed shard resumes.
+decode, the requested segment is covered, not silent; yt-dlp reports success for truncated,
+soundless and past-the-end sections alike) and only then renamed to
+``cache_dir/{ytid}_{start_ms}.mp4``, with a record beside it (``.mp4.json``: size, SHA-256,
+probed duration). A clip is valid when it decodes and covers its segment (``end - start``,
+within a tolerance), whatever the later stages do with it; a rerun checks each cached clip
+against its record (size and checksum, no decoding) and fetches only what is missing, damaged
+or changed. No cached clip is ever deleted: a damaged one is replaced when a good copy arrives.
+
+yt-dlp runs in worker processes (:mod:`soundsup.ytdlp_worker`), one per download thread and
+reused from clip to clip, so that ``timeout_s`` bounds the whole fetch of a clip: past it the
+worker is killed with the ffmpeg it started, whatever it was blocked on (a page that drips,
+a stalled body). ffmpeg's messages of each clip come back with its answer.
+
+Every exception raised for one clip becomes that clip's failure with a reason, except a failed
+write of our own (disk full, I/O error, permissions: :class:`soundsup.io.OutputWriteError`),
+which stops the shard and fails the job: a rerun after the cause is fixed obtains the clips.
 
 ``source: local`` cuts ``local_dir/{ytid}.mp4`` with the ffmpeg command that yt-dlp would run
 (``-ss S -t D -i SRC``, stream copy or re-encode): yt-dlp itself refuses sections of
@@ -15,31 +28,61 @@ only network protocols). Probe, cache, classification and manifest are shared.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import errno
 import logging
 import math
 import os
 import re
 import shutil
-import signal
+import string
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
-from soundsup.audioset import ID_PATTERN
+from soundsup.audioset import ID_PATTERN, MAX_SECONDS
+from soundsup.clips import (
+    COVERAGE_TOLERANCE_S,
+    DURATION_TOLERANCE_S,
+    SILENCE_RMS,
+    ClipFailure,
+    DamagedClipsError,
+    cached_clip,
+    check_probe,
+    clip_path,
+    coverage_tolerance,
+    ffmpeg_error_line,
+    file_sha256,
+    make_record,
+    probe_clip,
+    record_path,
+    verify_manifest_clips,
+    write_record,
+    writing,
+)
 from soundsup.ffmpeg import ffmpeg_binary, ffmpeg_on_path
+from soundsup.io import OutputWriteError, write_errno_in_text
+from soundsup.ytdlp_worker import WorkerDied, WorkerProcess, WorkerStartError, WorkerTimeout
+
+__all__ = [
+    "COVERAGE_TOLERANCE_S", "DURATION_TOLERANCE_S", "MANIFEST_COLUMNS", "REASONS", "SILENCE_RMS",
+    "ClipFailure", "DamagedClipsError", "DownloadConfig", "DownloadFailureError", "OutputWriteError",
+    "cached_clip", "check_failures", "check_url_template", "classify_error", "clip_path",
+    "dataset_summary", "download_shard", "file_sha256", "probe_clip", "record_path",
+    "verify_manifest_clips", "ytdlp_options",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 REASONS: tuple[str, ...] = (
     "unavailable", "private", "geo_blocked", "age_restricted", "bot_check", "rate_limited", "http_error",
-    "timeout", "no_audio", "no_video", "too_short", "corrupt", "other",
+    "timeout", "no_audio", "no_video", "too_short", "truncated", "corrupt", "other",
 )  # fmt: skip
 MANIFEST_COLUMNS = (
     "ytid",
@@ -52,10 +95,9 @@ MANIFEST_COLUMNS = (
     "path",
     "bytes",
     "seconds",
+    "sha256",
 )
-SILENCE_RMS = 1e-4
-DURATION_TOLERANCE_S = 0.02
-RETRIED_REASONS = frozenset({"timeout", "http_error", "rate_limited", "corrupt"})
+RETRIED_REASONS = frozenset({"timeout", "http_error", "rate_limited", "corrupt", "truncated"})
 LOCAL_RETRIED_REASONS = frozenset({"timeout"})  # a local file gives the same answer twice
 MAX_PAUSE_S = 3600.0
 
@@ -64,26 +106,62 @@ _MESSAGE_REASONS = (
     ("age_restricted", r"confirm your age|age[- ]restricted|inappropriate for some users"),
     ("private", r"private video|video is private"),
     ("geo_blocked", r"in your country|geo[- ]?restrict"),
-    ("rate_limited", r"http error 429|too many requests|rate[- ]limit"),
+    ("rate_limited", r"http error 429|server returned 429|too many requests|rate[- ]limit"),
     (
         "unavailable",
         r"http error 40[4]|http error 410|video unavailable|no longer available|has been removed"
-        r"|account .{0,80}terminated|does not exist|video is not available|no such file",
+        r"|account .{0,80}terminated|does not exist|video is not available|no such file"
+        r"|server returned 404|server returned 410",
     ),
-    ("http_error", r"http error [45]\d\d"),
+    ("http_error", r"http error [45]\d\d|server returned [45]\d\d|server returned 5xx|server returned 4xx"),
     ("timeout", r"timed out|timeout"),
     ("corrupt", r"exited with code 183|invalid data found|moov atom not found"),
 )
+_FFMPEG_NOTEWORTHY = re.compile(
+    r"error|invalid|not found|failed|does not contain|timed out|prematurely|forbidden|denied|refused"
+    r"|unable|no space|returned [45]",
+    re.I,
+)
+_OUTPUT_CONTEXT = re.compile(
+    r"error writing trailer|av_interleaved_write_frame|error muxing|error opening output|could not open "
+    r"output|error closing|\[out#|output file",
+    re.I,
+)
+
+
+def check_url_template(template: str) -> None:
+    """Raise ``ValueError`` unless ``template`` is an http(s) URL whose only placeholder is ``{ytid}``."""
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as error:
+        raise ValueError(f"download.url_template {template!r} is not a valid template: {error}") from error
+    names = {name for name, _, _ in fields}
+    if names != {"ytid"} or any(spec or conversion for _, spec, conversion in fields):
+        others = sorted(repr("{" + name + "}") for name in names - {"ytid"})
+        detail = f"it has {', '.join(others)}" if others else "found no plain '{ytid}'"
+        raise ValueError(
+            f"download.url_template {template!r}: the only placeholder allowed is '{{ytid}}' ({detail})"
+        )
+    parts = urlsplit(template.format(ytid="A" * 11))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"download.url_template {template!r}: only http:// and https:// URLs with a host are fetched"
+        )
 
 
 @dataclass(frozen=True)
 class DownloadConfig:
     """How clips are obtained (config section ``download``).
 
-    ``timeout_s`` bounds one clip (ffmpeg ``-rw_timeout`` of half of it per read, and an outer
-    deadline that kills a stalled ffmpeg); ``retries`` with exponential back-off from
-    ``backoff_s``; ``rate_limit`` bytes/s per download in yt-dlp syntax ("2M");
-    ``concurrency`` parallel downloads per shard; ``reencode`` gives keyframe-accurate cuts.
+    ``timeout_s`` bounds the whole fetch of one clip (yt-dlp's extraction and HTTP reads, and
+    ffmpeg; ffmpeg also gets ``-rw_timeout`` of half of it per read); ``retries`` with
+    exponential back-off from ``backoff_s``; ``rate_limit`` bytes/s per download in yt-dlp
+    syntax ("2M"); ``concurrency`` parallel downloads per shard; ``reencode`` gives
+    keyframe-accurate cuts.
     """
 
     source: str = "youtube"
@@ -105,8 +183,7 @@ class DownloadConfig:
             raise ValueError(f"download.source must be 'youtube' or 'local', got {self.source!r}")
         if self.source == "local" and not self.local_dir:
             raise ValueError("download.source=local needs download.local_dir")
-        if "{ytid}" not in self.url_template:
-            raise ValueError(f"download.url_template must contain '{{ytid}}', got {self.url_template!r}")
+        check_url_template(self.url_template)
         if not (self.timeout_s > 0 and self.retries >= 0 and self.backoff_s >= 0 and self.concurrency >= 1):
             raise ValueError(
                 "download: timeout_s > 0, retries >= 0, backoff_s >= 0 and concurrency >= 1 are required"
@@ -119,27 +196,17 @@ class DownloadConfig:
             raise FileNotFoundError(f"download.cookies: no such file {self.cookies}")
 
 
-class ClipFailure(Exception):
-    """One clip could not be obtained; ``reason`` is one of :data:`REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-
-
 class DownloadFailureError(RuntimeError):
     """Too many clips of a shard failed."""
 
 
-def clip_path(cache_dir: str | Path, ytid: str, start: float) -> Path:
-    """Where the clip of a segment is cached: ``cache_dir/{ytid}_{start_ms}.mp4``."""
-    return Path(cache_dir) / f"{ytid}_{int(round(start * 1000))}.mp4"
+def classify_error(message: str, cause: BaseException | None = None, status: int | None = None) -> str:
+    """The failure reason (one of :data:`REASONS`) of a yt-dlp or ffmpeg error message.
 
-
-def classify_error(message: str, cause: BaseException | None = None) -> str:
-    """The failure reason (one of :data:`REASONS`) of a yt-dlp or ffmpeg error message."""
-    status = getattr(cause, "status", None)
+    ``status`` (or ``cause.status``) is the HTTP status when yt-dlp knew it.
+    """
+    if status is None:
+        status = getattr(cause, "status", None)
     if isinstance(status, int):
         if status in (404, 410):
             return "unavailable"
@@ -156,97 +223,37 @@ def classify_error(message: str, cause: BaseException | None = None) -> str:
     return "other"
 
 
-# ----------------------------------------------------------------------------------------------
-# Probe
+def _ffmpeg_notes(stderr: str, limit: int = 3) -> str:
+    """The few lines of ffmpeg's messages that say what went wrong, joined (empty if none)."""
+    lines = []
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line and "\0end" not in line and _FFMPEG_NOTEWORTHY.search(line) and line not in lines:
+            lines.append(line[:200])
+    return " | ".join(lines[:limit])
 
 
-def _parse_streams(stderr: str) -> dict:
-    video = re.search(
-        r"Stream #0:\d+[^\n]*?: Video: (?![^\n]*attached pic)[^\n]*?, (\d{2,5})x(\d{2,5})\b[^\n]*", stderr
-    )
-    fps = re.search(r"([\d.]+) fps", video.group(0)) if video else None
-    tbr = re.search(r"([\d.]+)k? tbr", video.group(0)) if video else None
-    rate = float(fps.group(1)) if fps else (float(tbr.group(1)) if tbr else 0.0)
-    return {
-        "has_video": video is not None,
-        "has_audio": re.search(r"Stream #0:\d+[^\n]*?: Audio:", stderr) is not None,
-        "width": int(video.group(1)) if video else 0,
-        "height": int(video.group(2)) if video else 0,
-        "fps": rate,
-    }
-
-
-def _ffmpeg_error(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    interesting = [
-        line for line in lines if re.search(r"error|invalid|not found|failed|does not contain", line, re.I)
-    ]
-    return (interesting or lines or ["ffmpeg failed without a message"])[0][:300]
-
-
-def probe_clip(path: str | Path, silence_rms: float = SILENCE_RMS, timeout_s: float = 120) -> dict:
-    """Decode a clip once and describe it.
-
-    Returns ``has_video``, ``has_audio``, ``width``, ``height``, ``fps``, ``video_seconds``
-    (decoded frames / fps), ``audio_seconds`` (decoded samples / rate), ``seconds`` (the
-    smaller), ``rms`` (of the mono audio), ``silent`` (rms below ``silence_rms``) and
-    ``error`` ('' when the file opened and decoded).
-    """
-    command = [
-        ffmpeg_binary(), "-hide_banner", "-nostats", "-nostdin", "-threads", "1", "-i", str(path),
-        "-map", "0:v:0?", "-f", "null", "-",
-        "-map", "0:a:0?", "-ac", "1", "-ar", "8000", "-f", "f32le", "pipe:1",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, timeout=timeout_s)
-    stderr = result.stderr.decode("utf-8", errors="replace")
-    info = {
-        **_parse_streams(stderr),
-        "video_seconds": 0.0, "audio_seconds": 0.0, "seconds": 0.0, "rms": 0.0, "silent": True, "error": "",
-    }  # fmt: skip
-    if "Error opening input" in stderr or (
-        result.returncode != 0 and not (info["has_video"] and info["has_audio"])
-    ):
-        info["error"] = "" if "does not contain any stream" in stderr else _ffmpeg_error(stderr)
-        return info
-    if result.returncode != 0:
-        info["error"] = _ffmpeg_error(stderr)
-    audio = np.frombuffer(result.stdout[: len(result.stdout) // 4 * 4], dtype=np.float32)
-    frames = re.findall(r"frame=\s*(\d+)", stderr)
-    if frames and info["fps"] > 0:
-        info["video_seconds"] = int(frames[-1]) / info["fps"]
-    info["audio_seconds"] = len(audio) / 8000
-    info["seconds"] = min(info["video_seconds"], info["audio_seconds"])
-    info["rms"] = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
-    info["silent"] = info["rms"] < silence_rms
-    return info
-
-
-def _check_probe(info: dict, window_s: float) -> None:
-    """Raise :class:`ClipFailure` unless the probe describes a usable clip."""
-    if info["error"] and not info["has_video"] and not info["has_audio"]:
-        raise ClipFailure("corrupt", info["error"])
-    if not info["has_video"] and not info["has_audio"]:
-        raise ClipFailure(
-            "too_short", "no streams in the clip (the section lies past the end of the source?)"
-        )
-    if not info["has_audio"]:
-        raise ClipFailure("no_audio", "the clip has no audio stream")
-    if not info["has_video"]:
-        raise ClipFailure("no_video", "the clip has no video stream")
-    if info["error"]:
-        raise ClipFailure("corrupt", info["error"])
-    if info["seconds"] + DURATION_TOLERANCE_S < window_s:
-        raise ClipFailure(
-            "too_short",
-            f"{info['seconds']:.2f} s decoded (video {info['video_seconds']:.2f} s, "
-            f"audio {info['audio_seconds']:.2f} s) < window {window_s} s",
-        )
-    if info["silent"]:
-        raise ClipFailure("no_audio", f"the audio is silent (RMS {info['rms']:.2e})")
+def _own_write_failure(stderr: str, target: Path) -> OutputWriteError | None:
+    """A failed write of the clip's output in ffmpeg's messages (disk full, I/O, permission)."""
+    code = write_errno_in_text(stderr)
+    if code is None:
+        for line in stderr.splitlines():
+            mentions_output = str(target.with_suffix("")) in line or _OUTPUT_CONTEXT.search(line)
+            if not mentions_output:
+                continue
+            if "input/output error" in line.lower():
+                code = errno.EIO
+            elif "permission denied" in line.lower():
+                code = errno.EACCES
+            if code is not None:
+                break
+    if code is None:
+        return None
+    return OutputWriteError(target, code, _ffmpeg_notes(stderr, limit=2) or "ffmpeg could not write it")
 
 
 # ----------------------------------------------------------------------------------------------
-# Shared pause (rate limits), rate limit, outer timeout
+# Shared pause (rate limits), rate limit
 
 
 class _Pause:
@@ -275,74 +282,6 @@ class _Pause:
             self._strikes = 0
 
 
-class _Watchdog:
-    """The outer per-clip deadline: kills this process's ffmpeg children that run past it.
-
-    yt-dlp starts ffmpeg itself, so the child is found by its command line, which names the
-    clip's unique temporary path (Linux ``/proc``; elsewhere only ``-rw_timeout`` applies).
-    """
-
-    def __init__(self, poll_s: float = 0.25) -> None:
-        self._deadlines: dict[str, float] = {}
-        self._expired: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(poll_s,), daemon=True)
-        self._thread.start()
-
-    @contextmanager
-    def watch(self, token: str, seconds: float) -> Iterator[Callable[[], bool]]:
-        """Guard the block; yields a function telling whether the deadline killed something."""
-        with self._lock:
-            self._deadlines[token] = time.monotonic() + seconds
-            self._expired.discard(token)
-        try:
-            yield lambda: token in self._expired
-        finally:
-            with self._lock:
-                self._deadlines.pop(token, None)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self, poll_s: float) -> None:
-        while not self._stop.wait(poll_s):
-            now = time.monotonic()
-            with self._lock:
-                late = [token for token, deadline in self._deadlines.items() if now > deadline]
-            for token in late:
-                for pid in _children_naming(token):
-                    log.warning(
-                        "clip %s ran past its deadline: killing ffmpeg (pid %d)", Path(token).name, pid
-                    )
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        continue
-                with self._lock:
-                    self._expired.add(token)
-
-
-def _children_naming(token: str) -> list[int]:
-    """Pids of direct children of this process whose command line contains ``token``."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    me, needle, found = os.getpid(), token.encode(), []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == me and needle in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 def _rate_bytes(rate_limit: str | None) -> float | None:
     if not rate_limit:
         return None
@@ -358,27 +297,25 @@ def _rate_bytes(rate_limit: str | None) -> float | None:
 # Fetchers: put the section of one segment at ``target`` (a temporary .mp4 path)
 
 
-class _YtdlpLogger:
-    """Routes yt-dlp's messages to this module's logger (errors come back as exceptions)."""
+@dataclass
+class _Fetched:
+    """A fetched section: its file, the source's duration (or file, to ask it) when known, ffmpeg's notes."""
 
-    def debug(self, message: str) -> None:
-        return
-
-    def info(self, message: str) -> None:
-        return
-
-    def warning(self, message: str) -> None:
-        log.debug("yt-dlp: %s", message)
-
-    def error(self, message: str) -> None:
-        log.debug("yt-dlp: %s", message)
+    path: Path
+    source_seconds: float | None = None
+    notes: str = ""
+    source_file: Path | None = None
+    source_margin_s: float = 0.0  # how far off ``source_seconds`` may be (sites round to seconds)
 
 
 def ytdlp_options(config: DownloadConfig) -> dict:
-    """The YoutubeDL parameters shared by every clip (section and output path are per clip)."""
+    """The YoutubeDL parameters shared by every clip (JSON-able; section and output are per clip).
+
+    File URLs stay disabled (yt-dlp's default): a redirect to ``file://`` is refused.
+    """
     height = int(config.max_height)
     read_timeout_us = int(config.timeout_s / 2 * 1e6)
-    downloader_args = {"ffmpeg_i": ["-rw_timeout", str(read_timeout_us)]}
+    downloader_args = {"ffmpeg_i": ["-loglevel", "warning", "-nostats", "-rw_timeout", str(read_timeout_us)]}
     if config.reencode:
         downloader_args["ffmpeg_o"] = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-c:a", "aac"]
     options = {
@@ -390,16 +327,14 @@ def ytdlp_options(config: DownloadConfig) -> dict:
         "socket_timeout": float(config.timeout_s) / 2,
         "retries": int(config.retries),
         "extractor_retries": int(config.retries),
-        "quiet": True,
-        "no_warnings": True,
+        "quiet": False,  # True would pass -loglevel quiet to ffmpeg and hide why it failed
+        "no_warnings": False,
         "noprogress": True,
-        "logger": _YtdlpLogger(),
         "noplaylist": True,
         "overwrites": True,
         "continuedl": False,
         "cachedir": False,
         "updatetime": False,
-        "enable_file_urls": True,
     }
     rate = _rate_bytes(config.rate_limit)
     if rate:
@@ -432,77 +367,108 @@ def proxy_url(variable: str | None, environ: dict[str, str] | None = None) -> st
 
 
 class _YtdlpFetcher:
-    """One ``YoutubeDL`` per worker thread, reused for every clip that thread downloads."""
+    """One yt-dlp worker process per download thread, reused for every clip that thread fetches."""
 
-    def __init__(self, config: DownloadConfig, watchdog: _Watchdog) -> None:
+    def __init__(self, config: DownloadConfig, partial_dir: Path) -> None:
         self.config = config
-        self.watchdog = watchdog
+        self.partial_dir = partial_dir
         self._options = ytdlp_options(config)
         self._local = threading.local()
-        self._created: list = []
+        self._created: list[WorkerProcess] = []
         self._lock = threading.Lock()
 
-    def _ydl(self):
-        ydl = getattr(self._local, "ydl", None)
-        if ydl is None:
-            import yt_dlp
-
-            ydl = yt_dlp.YoutubeDL(dict(self._options))
-            self._local.ydl = ydl
+    def _worker(self) -> WorkerProcess:
+        worker = getattr(self._local, "worker", None)
+        if worker is None or not worker.alive:
+            worker = WorkerProcess(self._options)
+            self._local.worker = worker
             with self._lock:
-                self._created.append(ydl)
-        return ydl
+                self._created.append(worker)
+        return worker
 
-    def __call__(self, ytid: str, start: float, end: float, target: Path) -> Path:
-        from yt_dlp.utils import DownloadError, download_range_func
-
-        ydl = self._ydl()
+    def __call__(self, ytid: str, start: float, end: float, target: Path) -> _Fetched:
+        worker = self._worker()
         stem = target.with_suffix("")
-        ydl.params["outtmpl"] = {"default": f"{stem}.%(ext)s"}
-        ydl.params["download_ranges"] = download_range_func(None, [(start, end)])
-        url = self.config.url_template.format(ytid=ytid)
+        request = {
+            "url": self.config.url_template.format(ytid=ytid),
+            "start": start,
+            "end": end,
+            "outtmpl": f"{stem}.%(ext)s",
+        }
         began = time.monotonic()
-        with self.watchdog.watch(str(stem), self.config.timeout_s) as expired:
-            try:
-                info = ydl.extract_info(url, download=True)
-            except DownloadError as error:
-                cause = error.exc_info[1] if error.exc_info else None
-                message = re.sub(r"^ERROR:\s*", "", str(error))
-                reason = classify_error(message, cause)
-                elapsed = time.monotonic() - began
-                if expired():
-                    reason, message = (
-                        "timeout",
-                        f"ran past the clip's limit of {self.config.timeout_s} s: ffmpeg killed",
-                    )
-                elif "exited with code" in message and elapsed >= self.config.timeout_s / 2 * 0.95:
-                    reason, message = "timeout", f"no data for {self.config.timeout_s / 2} s ({message})"
-                raise ClipFailure(reason, message[:500]) from error
-            if expired():
-                raise ClipFailure("timeout", f"killed after {self.config.timeout_s} s")
-        downloads = (info or {}).get("requested_downloads") or []
-        if not downloads or not Path(downloads[0].get("filepath", "")).is_file():
-            raise ClipFailure("other", "yt-dlp reported no downloaded file")
-        return _as_mp4(Path(downloads[0]["filepath"]), target, self.config.timeout_s)
+        try:
+            event = worker.fetch(request, self.config.timeout_s, progress=self.partial_dir)
+        except WorkerTimeout as late:
+            raise ClipFailure("timeout", late.message) from late
+        except WorkerDied as died:
+            raise ClipFailure("other", str(died)) from died
+        elapsed = time.monotonic() - began
+        stderr = event["stderr"]
+        own = _own_write_failure(stderr, target)
+        if own is None and event.get("errno") in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            filename = Path(event.get("filename") or target)
+            if event["errno"] != errno.EIO or self.partial_dir in filename.parents:
+                own = OutputWriteError(filename, int(event["errno"]), event.get("message", ""))
+        if own is not None:
+            raise own
+        notes = _ffmpeg_notes(stderr)
+        if event["event"] == "error":
+            raise _fetch_failure(event, notes, elapsed, self.config.timeout_s / 2)
+        downloaded = Path(str(event.get("filepath") or ""))
+        if not event.get("filepath") or not downloaded.is_file():
+            raise ClipFailure("other", f"yt-dlp reported no downloaded file (last step: {event['stage']!r})")
+        duration = event.get("duration")
+        source_seconds = float(duration) if isinstance(duration, int | float) and duration > 0 else None
+        return _Fetched(_as_mp4(downloaded, target, self.config.timeout_s), source_seconds, notes, None, 1.0)
 
     def close(self) -> None:
-        for ydl in self._created:
-            ydl.close()
+        for worker in self._created:
+            worker.close()
+
+
+def _fetch_failure(event: dict, notes: str, elapsed_s: float, read_timeout_s: float) -> ClipFailure:
+    """The failure of a yt-dlp error answer, classified by yt-dlp's message and ffmpeg's.
+
+    ffmpeg reports its own read timeout (``-rw_timeout``) as an I/O error: one that came after
+    at least that long is a timeout.
+    """
+    message = str(event.get("message", ""))
+    reason = classify_error(message, status=event.get("status"))
+    if reason in ("other", "corrupt") and "exited with code" in message:
+        # ffmpeg failed after a successful extraction: the video exists; its media URL did not answer.
+        by_ffmpeg = classify_error(notes) if notes else "other"
+        reason = "http_error" if by_ffmpeg == "unavailable" else by_ffmpeg if by_ffmpeg != "other" else reason
+        silent_io = not notes or "input/output error" in notes.lower()
+        if reason in ("other", "corrupt") and silent_io and elapsed_s >= 0.95 * read_timeout_s:
+            reason = "timeout"
+            message = f"no data for {read_timeout_s:g} s from the media URL, ffmpeg gave up ({message})"
+    if event.get("cause") == "RequestError" and reason == "other":
+        message = f"request refused: {message}"
+    if notes and notes not in message:
+        message = f"{message} (ffmpeg: {notes})"
+    return ClipFailure(reason, message[:500])
 
 
 def _as_mp4(downloaded: Path, target: Path, timeout_s: float) -> Path:
     """Move (or remux, if yt-dlp chose another container) the download to ``target``."""
     if downloaded.suffix == ".mp4":
-        os.replace(downloaded, target)
+        with writing(target):
+            os.replace(downloaded, target)
         return target
     command = [ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(downloaded),
                "-map", "0:v:0?", "-map", "0:a:0?", "-c", "copy", "-f", "mp4", str(target)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, timeout=timeout_s)
-    downloaded.unlink(missing_ok=True)
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as error:
+        raise ClipFailure("timeout", f"remux to mp4 ran past {timeout_s:g} s") from error
+    finally:
+        downloaded.unlink(missing_ok=True)
+    stderr = result.stderr.decode(errors="replace")
     if result.returncode != 0:
-        raise ClipFailure(
-            "corrupt", "remux to mp4 failed: " + _ffmpeg_error(result.stderr.decode(errors="replace"))
-        )
+        own = _own_write_failure(stderr, target)
+        if own is not None:
+            raise own
+        raise ClipFailure("corrupt", "remux to mp4 failed: " + ffmpeg_error_line(stderr))
     return target
 
 
@@ -522,6 +488,20 @@ def cut_command(
     ]  # fmt: skip
 
 
+def _source_seconds(source: Path, timeout_s: float) -> float | None:
+    """The duration a container states (``Duration: HH:MM:SS.ss``), without decoding."""
+    command = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", str(source)]
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", result.stderr.decode(errors="replace"))
+    if not found:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 class _LocalFetcher:
     """Cuts ``local_dir/{ytid}.mp4`` with the ffmpeg command of yt-dlp's section download."""
 
@@ -531,7 +511,7 @@ class _LocalFetcher:
         if not self.folder.is_dir():
             raise FileNotFoundError(f"download.local_dir is not a folder: {self.folder}")
 
-    def __call__(self, ytid: str, start: float, end: float, target: Path) -> Path:
+    def __call__(self, ytid: str, start: float, end: float, target: Path) -> _Fetched:
         source = self.folder / f"{ytid}.mp4"
         if not source.is_file():
             raise ClipFailure("unavailable", f"no file {source}")
@@ -542,15 +522,19 @@ class _LocalFetcher:
                 timeout=self.config.timeout_s,
             )
         except subprocess.TimeoutExpired as error:
-            raise ClipFailure("timeout", f"ffmpeg cut ran past {self.config.timeout_s} s") from error
+            raise ClipFailure("timeout", f"ffmpeg cut ran past {self.config.timeout_s} s: killed") from error
+        stderr = result.stderr.decode("utf-8", errors="replace")
         if result.returncode != 0:
-            message = _ffmpeg_error(result.stderr.decode("utf-8", errors="replace"))
+            own = _own_write_failure(stderr, target)
+            if own is not None:
+                raise own
+            message = ffmpeg_error_line(stderr)
             reason = classify_error(message)
             raise ClipFailure(
                 reason if reason != "other" else "corrupt",
                 f"ffmpeg exited with code {result.returncode}: {message}",
             )
-        return target
+        return _Fetched(target, notes=_ffmpeg_notes(stderr), source_file=source)
 
     def close(self) -> None:
         return
@@ -558,6 +542,10 @@ class _LocalFetcher:
 
 # ----------------------------------------------------------------------------------------------
 # One shard
+
+
+class _ShardStopped(Exception):
+    """The shard is stopping (a fatal error in another clip): this clip was not attempted."""
 
 
 def _row(
@@ -568,65 +556,78 @@ def _row(
     path: str = "",
     size: int = 0,
     seconds: float = 0.0,
+    digest: str = "",
 ) -> dict:
     return {
         "ytid": str(segment.ytid), "start": float(segment.start), "end": float(segment.end),
         "labels": str(getattr(segment, "labels", "")), "status": status, "reason": reason, "message": message,
-        "path": path, "bytes": int(size), "seconds": float(seconds),
+        "path": path, "bytes": int(size), "seconds": float(seconds), "sha256": digest,
     }  # fmt: skip
 
 
-def _cached(final: Path, window_s: float) -> dict | None:
-    """The probe of a complete cached clip, or None (a clip that fails the probe is removed)."""
-    if not final.is_file():
-        return None
-    info = probe_clip(final)
-    try:
-        _check_probe(info, window_s)
-    except ClipFailure as failure:
-        log.info("cached %s fails the probe (%s): downloading it again", final.name, failure)
-        final.unlink(missing_ok=True)
-        return None
-    return info
+def _ok_row(segment, clip: Path, record: dict) -> dict:
+    return _row(segment, "ok", path=str(clip), size=record["bytes"], seconds=record["seconds"],
+                digest=record["sha256"])  # fmt: skip
 
 
 class _ShardDownloader:
-    """Obtains the clips of one shard; shared state: the pause, the watchdog, the fetcher."""
+    """Obtains the clips of one shard; shared state: the pause, the fetcher, the stop flag."""
 
-    def __init__(self, cache_dir: Path, config: DownloadConfig, window_s: float) -> None:
+    def __init__(self, cache_dir: Path, config: DownloadConfig) -> None:
         self.cache_dir = cache_dir
         self.partial_dir = cache_dir / ".partial"
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        with writing(self.partial_dir):
+            self.partial_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
-        self.window_s = window_s
         self.pause = _Pause(config.backoff_s)
-        self.watchdog = _Watchdog()
         self.rate = _rate_bytes(config.rate_limit)
+        self.stopping = threading.Event()
         self.fetch = (
-            _LocalFetcher(config) if config.source == "local" else _YtdlpFetcher(config, self.watchdog)
+            _LocalFetcher(config) if config.source == "local" else _YtdlpFetcher(config, self.partial_dir)
         )
 
     def close(self) -> None:
         self.fetch.close()
-        self.watchdog.close()
 
     def clip(self, segment) -> dict:
-        """Download (or find in the cache), probe and place one clip; never raises ClipFailure."""
+        """Find in the cache or download, probe and place one clip; its manifest row.
+
+        Every failure of this clip becomes its row; raised are only :class:`OutputWriteError`
+        (our own write failed), an ``OSError`` reading the cache, :class:`WorkerStartError` and
+        :class:`_ShardStopped`.
+        """
+        if self.stopping.is_set():
+            raise _ShardStopped()
         ytid, start, end = str(segment.ytid), float(segment.start), float(segment.end)
-        valid_time = math.isfinite(start) and math.isfinite(end) and 0 <= start < end
+        valid_time = math.isfinite(start) and math.isfinite(end) and 0 <= start < end <= MAX_SECONDS
         if not ID_PATTERN.match(ytid) or not valid_time:
             return _row(segment, "failed", "other", f"invalid segment {ytid!r} [{start}, {end}]")
         final = clip_path(self.cache_dir, ytid, start)
-        info = _cached(final, self.window_s)
-        if info is not None:
-            return _row(segment, "ok", path=str(final), size=final.stat().st_size, seconds=info["seconds"])
+        try:
+            record = cached_clip(self.cache_dir, segment)
+        except OSError:
+            raise  # the cache itself cannot be read or written: the job's failure, naming the file
+        except Exception as error:  # noqa: BLE001 - an unreadable cached clip is fetched again
+            log.warning("%s: checking the cached clip failed (%s): fetching it again", final.name, error)
+            record = None
+        if record is not None:
+            return _ok_row(segment, final, record)
         failure = ClipFailure("other", "not attempted")
+        retried = RETRIED_REASONS if self.config.source == "youtube" else LOCAL_RETRIED_REASONS
         for attempt in range(self.config.retries + 1):
+            if self.stopping.is_set():
+                raise _ShardStopped()
             try:
                 return self._attempt(segment, final)
             except ClipFailure as caught:
                 failure = caught
-            retried = RETRIED_REASONS if self.config.source == "youtube" else LOCAL_RETRIED_REASONS
+            except (OutputWriteError, WorkerStartError):
+                raise
+            except Exception as error:  # noqa: BLE001 - one clip's surprise is that clip's failure
+                if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                    raise OutputWriteError(error.filename or final, error.errno, str(error)) from error
+                log.warning("%s@%.3f: unexpected %s", ytid, start, type(error).__name__, exc_info=True)
+                failure = ClipFailure("other", f"{type(error).__name__}: {error}"[:500])
             if failure.reason not in retried or attempt == self.config.retries:
                 break
             if failure.reason == "rate_limited":
@@ -638,29 +639,75 @@ class _ShardDownloader:
             )
         return _row(segment, "failed", failure.reason, failure.message)
 
+    def _remove_partials(self, final: Path) -> None:
+        for leftover in self.partial_dir.glob(f"{final.stem}.*"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
     def _attempt(self, segment, final: Path) -> dict:
         ytid, start, end = str(segment.ytid), float(segment.start), float(segment.end)
         target = self.partial_dir / final.name
-        for leftover in self.partial_dir.glob(f"{final.stem}.*"):
-            leftover.unlink(missing_ok=True)
+        self._remove_partials(final)
         self.pause.wait()
         began = time.monotonic()
         try:
-            downloaded = self.fetch(ytid, start, end, target)
-            info = probe_clip(downloaded, timeout_s=self.config.timeout_s)
-            _check_probe(info, self.window_s)
-        except (ClipFailure, subprocess.TimeoutExpired) as error:
-            for leftover in self.partial_dir.glob(f"{final.stem}.*"):
-                leftover.unlink(missing_ok=True)
-            if isinstance(error, subprocess.TimeoutExpired):
-                raise ClipFailure("timeout", f"ffmpeg ran past {self.config.timeout_s} s") from error
-            raise
-        size = downloaded.stat().st_size
-        os.replace(downloaded, final)
+            fetched = self.fetch(ytid, start, end, target)
+            try:
+                info = probe_clip(fetched.path, timeout_s=self.config.timeout_s)
+            except subprocess.TimeoutExpired as error:
+                raise ClipFailure("timeout", f"the probe ran past {self.config.timeout_s} s") from error
+            _check_probe_fetched(info, segment, fetched)
+            size = fetched.path.stat().st_size
+            digest = file_sha256(fetched.path)
+            with writing(final):
+                os.replace(fetched.path, final)
+        finally:
+            self._remove_partials(final)
+        record = make_record(segment, final, info, size, digest)
+        write_record(final, record)
         self.pause.clear()
         if self.rate:
             time.sleep(max(0.0, size / self.rate - (time.monotonic() - began)))
-        return _row(segment, "ok", path=str(final), size=size, seconds=info["seconds"])
+        return _ok_row(segment, final, record)
+
+
+def _check_probe_fetched(info: dict, segment, fetched: _Fetched) -> None:
+    """:func:`_check_probe`, with a short clip explained by the source or ffmpeg where they can."""
+    start, end = float(segment.start), float(segment.end)
+    try:
+        check_probe(info, end - start)
+    except ClipFailure as failure:
+        if failure.reason != "truncated":
+            raise
+        source = fetched.source_seconds
+        if source is None and fetched.source_file is not None:
+            source = _source_seconds(fetched.source_file, timeout_s=60)
+        if source is not None and source + fetched.source_margin_s + coverage_tolerance(info["fps"]) < end:
+            raise ClipFailure(
+                "too_short", f"the video is {source:.2f} s long; the segment asks for {start:.3f}-{end:.3f} s"
+            ) from failure
+        if fetched.notes:
+            # An HLS segment that did not answer shortens the clip: say why (a 404 of a media URL
+            # that was just extracted is the host's error, not a removed video).
+            by_ffmpeg = classify_error(fetched.notes)
+            reason = {"unavailable": "http_error"}.get(by_ffmpeg, by_ffmpeg)
+            if reason not in ("http_error", "rate_limited", "timeout"):
+                reason = "truncated"
+            raise ClipFailure(reason, f"{failure.message}; ffmpeg: {fetched.notes}"[:500]) from failure
+        raise
+
+
+def _first_fatal(futures: list[concurrent.futures.Future], caught: BaseException) -> BaseException:
+    """The error that stopped a shard: the first one that is not a clip skipped because of it."""
+    if not isinstance(caught, _ShardStopped):
+        return caught
+    for future in futures:
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is not None and not isinstance(error, _ShardStopped):
+            return error
+    return RuntimeError("the shard stopped, and no clip says why")
 
 
 def _empty_manifest() -> pd.DataFrame:
@@ -673,32 +720,42 @@ def _empty_manifest() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series([], dtype=dtype) for column, dtype in dtypes.items()})
 
 
-def download_shard(
-    segments: pd.DataFrame, cache_dir: str | Path, config: DownloadConfig, window_s: float = 3.75
-) -> pd.DataFrame:
+def download_shard(segments: pd.DataFrame, cache_dir: str | Path, config: DownloadConfig) -> pd.DataFrame:
     """Obtain every segment of a shard; return the manifest (one row per segment, input order).
 
     Columns: ``ytid, start, end, labels, status ('ok'|'failed'), reason ('' when ok, else one
-    of REASONS), message, path, bytes, seconds`` (duration as probed).
+    of REASONS), message, path, bytes, seconds`` (duration as probed) and ``sha256`` (of the
+    cached clip; '' when failed). Raises :class:`OutputWriteError` when a write of ours fails
+    (disk full ...): the shard stops, clips already placed stay valid in the cache, nothing
+    half-written is left under a final name, and a rerun resumes.
     """
     if config.source == "youtube":
         ffmpeg_on_path()
         if shutil.which("ffmpeg") is None:
             raise FileNotFoundError("yt-dlp needs an executable named ffmpeg on PATH")
-    cache_dir = Path(cache_dir)
-    downloader = _ShardDownloader(cache_dir, config, window_s)
+    downloader = _ShardDownloader(Path(cache_dir), config)
     rows: list[dict] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            for number, row in enumerate(
-                pool.map(downloader.clip, segments.itertuples(index=False)), start=1
-            ):
-                rows.append(row)
-                if number % 25 == 0 or number == len(segments):
-                    n_ok = sum(entry["status"] == "ok" for entry in rows)
-                    log.info(
-                        "%d of %d clips done (%d ok, %d failed)", number, len(segments), n_ok, number - n_ok
-                    )
+            futures = [pool.submit(downloader.clip, segment) for segment in segments.itertuples(index=False)]
+            try:
+                for number, future in enumerate(futures, start=1):
+                    rows.append(future.result())
+                    if number % 25 == 0 or number == len(segments):
+                        n_ok = sum(entry["status"] == "ok" for entry in rows)
+                        log.info(
+                            "%d of %d clips done (%d ok, %d failed)",
+                            number, len(segments), n_ok, number - n_ok,
+                        )  # fmt: skip
+            except BaseException as error:
+                downloader.stopping.set()
+                for future in futures:
+                    future.cancel()
+                concurrent.futures.wait(futures)
+                fatal = _first_fatal(futures, error)
+                if fatal is error:
+                    raise
+                raise fatal from None
     finally:
         downloader.close()
     if not rows:

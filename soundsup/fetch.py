@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from soundsup.io import atomic_path
+from soundsup.io import OutputWriteError, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ def fetch_url(
 
     ``sha256`` may be a prefix of the digest (torchvision names its weight files by the first
     8 hex digits). Raises :class:`ChecksumError` (naming the URL, the expected and the received
-    digest) or :class:`FetchError`. Retry ``k`` waits ``backoff_s * 2**k`` seconds. Returns the
-    destination.
+    digest), :class:`soundsup.io.OutputWriteError` when the destination cannot be written (disk
+    full ...; not retried) or :class:`FetchError`. Retry ``k`` waits ``backoff_s * 2**k``
+    seconds. Returns the destination.
     """
     destination = Path(destination)
     if not url.startswith(("http://", "https://", "file:")):
@@ -96,8 +97,8 @@ def fetch_url(
                     raise ChecksumError(f"{url}: SHA-256 mismatch: expected {expected}, got {got}")
             log.info("fetched %s -> %s", url, destination)
             return destination
-        except ChecksumError:
-            raise
+        except (ChecksumError, OutputWriteError):
+            raise  # a wrong file, or our disk: retrying the network would not help
         except Exception as error:  # noqa: BLE001 - every failure is reported or retried below
             if not _retryable(error) or attempt == retries:
                 raise FetchError(f"could not fetch {url}: {error}") from error

@@ -11,7 +11,13 @@ behaviour can replace the normal answer:
 - ``("trickle", seconds)``: send the body 64 bytes every 0.1 s, for at most ``seconds`` (a
   transfer that never stalls long enough for a read timeout, yet never finishes);
 - ``("silent", seconds)``: accept the connection and never answer (also bounded);
-- ``("html", text)``: answer 200 with an HTML page.
+- ``("html", text)``: answer 200 with an HTML page;
+- ``("drip", bytes_per_s, seconds)``: answer 200 with an HTML page announced at 1 MB and sent
+  ``bytes_per_s`` a second, for at most ``seconds`` (a page that never ends, never stalls);
+- ``("redirect", location)``: answer 302 to ``location`` (e.g. a ``file://`` URL);
+- ``("redirect_ffmpeg", location)``: serve the file, except to ffmpeg (known by the
+  ``Icy-MetaData`` header it sends), which gets 302 to ``location``: a redirect that only the
+  media download sees.
 
 Every request is logged as ``(method, path, range header)`` in :attr:`MediaServer.requests`.
 """
@@ -66,6 +72,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if behaviour is not None and behaviour[0] == "html":
             self._send_plain(200, str(behaviour[1]), send_body, content_type="text/html; charset=utf-8")
+            return
+        if behaviour is not None and behaviour[0] == "drip":
+            self._drip(float(behaviour[1]), float(behaviour[2]), send_body)
+            return
+        from_ffmpeg = self.headers.get("Icy-MetaData") is not None
+        if behaviour is not None and (
+            behaviour[0] == "redirect" or (behaviour[0] == "redirect_ffmpeg" and from_ffmpeg)
+        ):
+            self.send_response(302)
+            self.send_header("Location", str(behaviour[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         path = media.root / name
         if "/" in name or not name or not path.is_file():
@@ -134,6 +152,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(data[first:end])
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _drip(self, bytes_per_s: float, seconds: float, send_body: bool) -> None:
+        media = self.server.media
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.close_connection = True
+        if not send_body:
+            return
+        piece = b"<p>" + b"x" * max(1, int(bytes_per_s / 10) - 7) + b"</p>\n"
+        deadline = time.monotonic() + seconds
+        try:
+            self.wfile.write(b"<!DOCTYPE html><html><body>\n")
+            while time.monotonic() < deadline and not media.stop_event.wait(0.1):
+                self.wfile.write(piece)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
     def _trickle(self, body: bytes, seconds: float) -> None:
         media = self.server.media

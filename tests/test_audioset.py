@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from adapter_helpers import REPO, Job, run_adapter
 
 from soundsup.audioset import (
     ID_PATTERN,
@@ -324,3 +327,135 @@ def test_full_eval_csv_counts():
     old = descendants(ontology, [MUSIC, SPEECH])
     assert int(labels.map(lambda row: all(label in old for label in row)).sum()) == 4502  # data README
     assert len(segments) - len(selected) == 4502 - 553
+
+
+# Real files: excerpts committed in tests/data/audioset, the whole files from shared/data
+
+
+DATA = Path(__file__).resolve().parent / "data" / "audioset"
+SHARED = next(
+    (
+        folder
+        for folder in (
+            REPO.parent / "shared" / "data" / "audioset",
+            REPO.parent.parent / "shared" / "data" / "audioset",
+        )
+        if (folder / "eval_segments.csv").is_file()
+    ),
+    None,
+)
+needs_shared = pytest.mark.skipif(
+    SHARED is None, reason="the whole AudioSet CSVs (shared/data/audioset beside the repository) are not here"
+)
+
+
+def csv_module_rows(path: Path) -> list[tuple[str, float, float, str]]:
+    """The rows as the csv module reads them: an independent reading to compare with."""
+    with open(path, newline="") as handle:
+        return [
+            (row[0], float(row[1]), float(row[2]), row[3])
+            for row in csv.reader(handle, skipinitialspace=True)
+            if row and not row[0].startswith("#")
+        ]
+
+
+def header_warnings(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if "num_segs" in record.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("name", "stated"), [("eval_segments_excerpt.csv", 20371), ("balanced_train_segments_head.csv", 22160)]
+)
+def test_real_excerpts_parse_exactly_and_their_header_is_compared(name, stated, caplog):
+    path = DATA / name
+    with caplog.at_level(logging.WARNING, logger="soundsup.audioset"):
+        segments, bad = read_segments(path)
+    assert bad == [] and len(segments) == 300
+    expected = csv_module_rows(path)
+    assert list(segments.itertuples(index=False, name=None)) == expected
+    assert segments.attrs == {"num_segs_header": stated, "n_data_lines": 300}
+    (warning,) = header_warnings(caplog)
+    assert f"num_segs={stated}" in warning and "300 data lines" in warning and "truncated" in warning
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("name", "rows"), [("eval_segments.csv", 20371), ("balanced_train_segments.csv", 22160)]
+)
+def test_whole_real_files_match_their_headers(name, rows, caplog):
+    with caplog.at_level(logging.WARNING, logger="soundsup.audioset"):
+        segments, bad = read_segments(SHARED / name)
+    assert bad == [] and len(segments) == rows
+    assert segments.attrs == {"num_segs_header": rows, "n_data_lines": rows}
+    assert header_warnings(caplog) == []
+    assert segments["ytid"].str.match(ID_PATTERN.pattern).all()
+
+
+@needs_shared
+def test_a_truncated_copy_of_balanced_train_is_told(tmp_path, caplog):
+    """As the public copy that lacks 5 rows under a header saying num_segs=22160."""
+    lines = (SHARED / "balanced_train_segments.csv").read_bytes().splitlines(keepends=True)
+    copy = tmp_path / "balanced_train_segments.csv"
+    copy.write_bytes(b"".join(lines[:1000] + lines[1005:]))
+    with caplog.at_level(logging.WARNING, logger="soundsup.audioset"):
+        segments, bad = read_segments(copy)
+    assert bad == [] and len(segments) == 22155
+    (warning,) = header_warnings(caplog)
+    assert "num_segs=22160" in warning and "22155 data lines" in warning
+
+
+def test_a_line_longer_than_the_csv_field_limit_is_one_malformed_line(tmp_path):
+    lines = (DATA / "eval_segments_excerpt.csv").read_text().splitlines(keepends=True)
+    giant_field = '"' + "x" * 200_000 + ' y", 0.000, 10.000, "/m/0838f"\n'  # a field csv refuses
+    giant_labels = 'abcdefghijk, 0.000, 10.000, "' + "/m/0838f," * 20_000 + '/m/0838f"\n'
+    path = tmp_path / "long.csv"
+    path.write_text("".join(lines[:10] + [giant_field] + lines[10:20] + [giant_labels] + lines[20:]))
+    segments, bad = read_segments(path)
+    assert len(segments) == 300
+    assert [number for number, _, _ in bad] == [11, 22]
+    assert f"{len(giant_field.strip()):,} characters" in bad[0][2] and len(bad[0][1]) == 1000
+    assert "label list of" in bad[1][2]
+
+
+def test_times_have_an_upper_bound_so_keys_stay_distinct(tmp_path, ontology):
+    rows = (
+        'aaaaaaaaaaa, 0.000, 10.000, "/m/0838f"\n'
+        'aaaaaaaaaaa, 1099511627.776, 1099511637.776, "/m/0838f"\n'  # start in ms = 2^40
+        'bbbbbbbbbbb, 999990.000, 1000000.000, "/m/0838f"\n'
+    )
+    segments, bad = read_segments(write(tmp_path, HEADER + rows))
+    assert segments["ytid"].tolist() == ["aaaaaaaaaaa", "bbbbbbbbbbb"]
+    assert [number for number, _, _ in bad] == [5] and "beyond any video" in bad[0][2]
+    unchecked = pd.DataFrame(
+        {"ytid": ["aaaaaaaaaaa"] * 2, "start": [0.0, 1099511627.776], "end": [10.0, 1099511637.776],
+         "labels": "/m/0838f"}
+    )  # fmt: skip
+    selected = select_segments(unchecked, ontology, SelectConfig(n_segments=0), n_shards=1, seed=0)
+    assert selected["start"].tolist() == [0.0]  # dropped as invalid, not merged with the first
+
+
+def test_a_header_only_file_says_it_has_no_data_lines(tmp_path):
+    real_header = "".join((DATA / "eval_segments_excerpt.csv").read_text().splitlines(keepends=True)[:3])
+    with pytest.raises(
+        SegmentsFormatError, match=r"header but no data lines \(its header says num_segs=20371\)"
+    ):
+        read_segments(write(tmp_path, real_header + "\n\n", "empty.csv"))
+
+
+def test_select_segments_records_the_header_count_in_its_metadata(tmp_path):
+    ontology_path = tmp_path / "ontology.json"
+    ontology_path.write_text(json.dumps(ONTOLOGY))
+    selection = tmp_path / "results" / "selection.parquet"
+    job = Job(
+        input=Job(segments=str(DATA / "balanced_train_segments_head.csv"), ontology=str(ontology_path)),
+        output=Job(selection=str(selection), rejected=str(tmp_path / "results" / "malformed.csv")),
+        params=Job(select={"n_segments": 0}, shards=2, seed=0),
+        wildcards=Job(),
+        log=[str(tmp_path / "select.log")],
+        rule="select_segments",
+        threads=1,
+    )
+    run_adapter("select_segments", job)
+    meta = json.loads(Path(f"{selection}.meta.json").read_text())
+    assert (meta["num_segs_header"], meta["n_data_lines"], meta["n_rows_read"]) == (22160, 300, 300)
+    assert "num_segs=22160 but 300 data lines" in (tmp_path / "select.log").read_text()

@@ -7,6 +7,7 @@ changed parameter makes Snakemake plan again, the HTML report.
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,6 +261,40 @@ def test_a_workstation_runs_one_gpu_job_per_card(finished_run, tmp_path, cards, 
               "--forcerun", "train_pretext", "--until", "train_pretext", env=env)  # fmt: skip
     (first, first_end), (second, _) = _job_intervals(sorted((run / "logs" / "train_pretext").glob("*.log")))
     assert (second < first_end) is overlap, (first, first_end, second)
+
+
+def test_a_pair_window_change_downloads_nothing(finished_run, tmp_path):
+    """Cached clips are valid by their segment, not by the pairs cut from them."""
+    changed = write_config(TEST_CONFIG, tmp_path / "changed.yaml", pairs__window_s=3.0)
+    planned = planned_jobs(finished_run, changed)
+    assert "download_clips" not in planned and planned["extract_pairs"] == 2, planned
+
+
+def test_a_clip_damaged_after_download_is_fetched_again_on_the_next_run(finished_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    manifest_path = workdir / "results" / "clips" / "shard-0.parquet"
+    manifest = pd.read_parquet(manifest_path)
+    row = manifest[manifest["status"] == "ok"].iloc[0]
+    clip = workdir / row["path"]
+    damaged = bytearray(clip.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    clip.write_bytes(bytes(damaged))
+    target = "results/pairs/shard-0/index.parquet"
+    assert not Path(row["path"]).is_absolute()  # the copy's own cache, not the finished run's
+    forced = ("--cores", "1", target, "--forcerun", "extract_pairs")
+    failed = snakemake(workdir, TEST_CONFIG, *forced, check=False)
+    assert failed.returncode != 0
+    log = (workdir / "logs" / "extract_pairs" / "shard-0.log").read_text()
+    assert clip.name in log and "changed since they were downloaded" in log
+    assert not manifest_path.exists()
+    healed = snakemake(workdir, TEST_CONFIG, "--cores", "1", target)
+    assert "rule download_clips:" in healed.stdout + healed.stderr
+    again = pd.read_parquet(manifest_path)
+    fixed = again[again["path"] == row["path"]].iloc[0]
+    assert fixed["status"] == "ok" and fixed["sha256"] == row["sha256"]
+    assert clip.read_bytes() != bytes(damaged)
+    assert (workdir / target).is_file()
 
 
 @pytest.fixture(scope="module")

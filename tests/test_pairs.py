@@ -127,7 +127,8 @@ def test_frame_and_audio_window_agree_through_cut_and_extraction(videos, tmp_pat
 def test_extract_shard_keeps_index_and_arrays_in_line(videos, tmp_path):
     config = DownloadConfig(source="local", local_dir=str(videos), retries=0, concurrency=2, reencode=False)
     ids = ["flashbeep_0", "six_seconds", "videoonly00"]
-    segment = pd.DataFrame({"ytid": ids, "start": 0.0, "end": 10.0, "labels": ["/m/a", "/m/b", "/m/c"]})
+    ends = [10.0, 6.0, 10.0]  # a 6-s segment of the 6-s video: a clip must cover its segment
+    segment = pd.DataFrame({"ytid": ids, "start": 0.0, "end": ends, "labels": ["/m/a", "/m/b", "/m/c"]})
     manifest = download_shard(segment, tmp_path, config)
     assert manifest["status"].tolist() == ["ok", "ok", "failed"]
     silent = {

@@ -22,9 +22,7 @@ def main(snakemake) -> None:
     config = build_settings(DownloadConfig, values)
     log.info("shard %d: %d segments, source %s", shard, len(segments), config.source)
 
-    manifest = download_shard(
-        segments, snakemake.params.cache_dir, config, window_s=snakemake.params.window_s
-    )
+    manifest = download_shard(segments, snakemake.params.cache_dir, config)
     failed = manifest[manifest["status"] != "ok"]
     for reason, count in failed["reason"].value_counts().items():
         log.info("shard %d: %d failed (%s)", shard, count, reason)

@@ -34,6 +34,8 @@ def main(snakemake) -> None:
         seed=snakemake.params.seed,
         n_rows_read=len(segments),
         n_malformed_lines=len(bad_lines),
+        num_segs_header=segments.attrs.get("num_segs_header"),
+        n_data_lines=segments.attrs.get("n_data_lines"),
         n_selected=len(selection),
     )
 
