@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ def concatenate_npy(
                     _read_exactly(handle, result[filled : filled + count], layout.path)
                 else:
                     _read_exactly(handle, buffer[: len(rows)], layout.path)
-                    np.compress(rows, buffer[: len(rows)], axis=0, out=result[filled : filled + count])
+                    target = result[filled : filled + count]
+                    # mode="clip" writes into the result directly ("raise" would buffer a copy)
+                    np.take(buffer, np.flatnonzero(rows), axis=0, out=target, mode="clip")
                 filled += count
     return result
 
@@ -153,6 +156,10 @@ def read_aligned_labels(
     same pairs; raises :class:`ShardError` naming the labels file if not."""
     labels = pd.read_parquet(labels_path)
     pairs = read_pair_indices(index_paths)
+    for name, frame in ((labels_path, labels), (", ".join(map(str, index_paths)), pairs)):
+        missing = {"pair_id", "cluster" if frame is labels else "ytid"} - set(frame.columns)
+        if missing:
+            raise ShardError(f"{name}: no column {sorted(missing)}")
     if not np.array_equal(labels["pair_id"].to_numpy(dtype=object), pairs["pair_id"].to_numpy(dtype=object)):
         raise ShardError(
             f"{labels_path} ({len(labels)} rows) does not line up with the pair indices ({len(pairs)} rows) "
@@ -167,7 +174,7 @@ def _check_rows(frame_paths: Sequence, index_paths: Sequence, layouts: list[NpyL
         raise ShardError(f"{len(frame_paths)} frames files for {len(index_paths)} pair indices")
     counts = []
     for index_path, layout in zip(index_paths, layouts, strict=True):
-        rows = pd.read_parquet(index_path, columns=["pair_id"]).shape[0]
+        rows = pq.ParquetFile(index_path).metadata.num_rows
         if rows != layout.shape[0]:
             raise ShardError(f"{layout.path} has {layout.shape[0]} frames but {index_path} {rows} pairs")
         counts.append(rows)

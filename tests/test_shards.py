@@ -92,6 +92,10 @@ def test_pretext_data_is_the_frames_with_a_cluster(tmp_path):
 
 def test_misaligned_or_broken_shards_are_named(tmp_path):
     frame_paths, index_paths, labels_path, _, _ = write_shards(tmp_path, [7, 4])
+    no_clusters = tmp_path / "no_clusters.parquet"
+    pd.read_parquet(labels_path)[["pair_id"]].to_parquet(no_clusters)
+    with pytest.raises(ShardError, match=r"no_clusters.parquet: no column \['cluster'\]"):
+        load_pretext_data(no_clusters, index_paths, frame_paths)
     with pytest.raises(ShardError, match="labels.parquet.*does not line up"):
         load_pretext_data(labels_path, index_paths[::-1], frame_paths[::-1])
     np.save(frame_paths[1], np.zeros((3, 8, 8, 3), np.uint8))  # one frame short of its index
