@@ -176,13 +176,23 @@ def _check_inputs(
     return features, keep
 
 
-def _standardizer(data: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and scale (D,) float32; scale 1 where the variance is zero or off."""
+def _standardizer(
+    data: np.ndarray, standardize: bool, block_rows: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and scale (D,) float32; scale 1 where the variance is zero or off.
+
+    Accumulated in float64 over blocks of ``block_rows`` rows (``ndarray.std`` with a float64
+    dtype would make a float64 copy of the whole (N, D) matrix); the two-pass variance.
+    """
     n_dims = data.shape[1]
     if not standardize:
         return np.zeros(n_dims, np.float32), np.ones(n_dims, np.float32)
-    mean = data.mean(axis=0, dtype=np.float64)
-    std = data.std(axis=0, dtype=np.float64)
+    mean = data.mean(axis=0, dtype=np.float64)  # a buffered reduction: no (N, D) temporary
+    squares = np.zeros(n_dims)
+    for start in range(0, len(data), block_rows):
+        deviation = data[start : start + block_rows] - mean  # (block_rows, D) float64
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    std = np.sqrt(squares / len(data))
     tiny = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
     std[tiny] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)

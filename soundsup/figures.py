@@ -272,7 +272,8 @@ def plot_cluster_montage(
 ) -> None:
     """Paper Fig. 1: one row per sound cluster (largest first), ``per_cluster`` random frames each.
 
-    ``frames``: (N, S, S, 3) uint8; ``clusters``: (N,) integer cluster ids. The rows are those of
+    ``frames``: (N, S, S, 3) uint8, an array or :class:`soundsup.shards.ShardFrames` (only the
+    frames shown are read); ``clusters``: (N,) integer cluster ids. The rows are those of
     :func:`montage_rows`; the row label gives the cluster id and its size.
     """
     _check_frames(frames)
@@ -317,18 +318,43 @@ def to_model_input(frames_uint8: np.ndarray, size: int) -> torch.Tensor:
     return (images - mean) / std
 
 
+class FrameInputs:
+    """(N, S, S, 3) uint8 frames as the model input (N, 3, size, size) float32 of
+    :func:`to_model_input`, converted one slice at a time, so that a pass over many frames
+    holds one batch. ``frames``: an array, or :class:`soundsup.shards.ShardFrames`, which reads
+    the rows of each slice from the shard files."""
+
+    ndim = 4
+
+    def __init__(self, frames, size: int) -> None:
+        _check_frames(frames)
+        self.frames = frames
+        self.size = size
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.frames), 3, self.size, self.size)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        return to_model_input(np.asarray(self.frames[index]), self.size)
+
+
 class _StopForward(Exception):
     """Raised by the hook once the watched layer has run, so the rest of the network is skipped."""
 
 
 def max_activations(
-    model: nn.Module, layer: nn.Module, images: torch.Tensor, batch_size: int = 64
+    model: nn.Module, layer: nn.Module, images: torch.Tensor | FrameInputs, batch_size: int = 64
 ) -> np.ndarray:
     """Per image and channel, the spatial maximum of ``layer``'s output: (N, C) float32.
 
-    ``images``: (N, 3, H, W) float, already normalised. Runs on the device of ``model``'s
-    parameters, in eval mode and without gradients; the model's mode is restored afterwards.
-    The forward pass stops right after ``layer``.
+    ``images``: (N, 3, H, W) float, already normalised (a tensor, or :class:`FrameInputs`,
+    converted a batch at a time). Runs on the device of ``model``'s parameters, in eval mode and
+    without gradients; the model's mode is restored afterwards. The forward pass stops right
+    after ``layer``.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise FigureError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
@@ -359,7 +385,7 @@ def max_activations(
 def top_activations(
     model: nn.Module,
     layer: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | FrameInputs,
     filters: Sequence[int],
     top: int = 9,
     batch_size: int = 64,
@@ -378,7 +404,11 @@ def top_activations(
 
 
 def choose_filters(
-    model: nn.Module, layer: nn.Module, images: torch.Tensor, n_filters: int = 6, batch_size: int = 64
+    model: nn.Module,
+    layer: nn.Module,
+    images: torch.Tensor | FrameInputs,
+    n_filters: int = 6,
+    batch_size: int = 64,
 ) -> list[int]:
     """The ``n_filters`` most selective channels of ``layer``: highest variance, across images, of
     the spatial-max activation (ties: lower index first). Deterministic for fixed inputs."""
@@ -393,7 +423,8 @@ def plot_top_activations(
 ) -> None:
     """Paper Fig. 2: for each filter in ``top``, a square grid (3x3 for 9) of its top images.
 
-    ``images_uint8``: (N, S, S, 3) uint8, indexed by the arrays in ``top``.
+    ``images_uint8``: (N, S, S, 3) uint8, indexed by the arrays in ``top`` (an array or
+    :class:`soundsup.shards.ShardFrames`: only the frames shown are read).
     """
     _check_frames(images_uint8, "images_uint8")
     if not top:

@@ -1,13 +1,19 @@
 """MFCC summaries of audio windows: librosa MFCC, 20 coefficients x 155 frames = 3100 values.
 
-The paper (and the authors' code) calls ``librosa.feature.mfcc`` with librosa's defaults on
-audio loaded by ``librosa.load`` (which resamples to 22,050 Hz), then pads or trims the time
-axis to 155 frames and flattens the coefficient-by-frame matrix. Here the audio stays at the
-workflow's 20 kHz (``MfccConfig.sample_rate``): input at any other rate is resampled to it
-first (``librosa.resample``, soxr high quality), so every window gives the same frame grid
-(a 3.75-s window at 20 kHz has 147 frames, zero-padded at the end to 155). The other settings
-are librosa's defaults (2048-point FFT, hop 512, 128 mel bands, power spectrogram, dB with
-``top_db=80`` per clip, orthonormal DCT-II).
+The authors' code loads each 3.75-s segment with ``librosa.load(sr=None)``, which keeps the
+21 kHz of their ffmpeg extraction, and calls ``librosa.feature.mfcc`` with librosa's defaults
+(2048-point FFT, hop 512): 155 frames 24.4 ms apart, each 97.5 ms long, FFT bins 10.25 Hz
+apart, flattened coefficient-major to 20 x 155 = 3100 values. Here the audio is the workflow's
+20 kHz (``MfccConfig.sample_rate``), and the defaults put the same STFT grid on it: hop 487
+samples (24.35 ms) and a 1950-point FFT (97.5 ms, bins 10.26 Hz apart), so a 3.75-s window
+(75,000 samples) has ``1 + 75000 // 487 = 155`` centred frames, the last centred 0.1 ms before
+the window's end, and no zero columns (librosa's 2048/512 at 20 kHz would give 147 frames
+25.6 ms apart and 8 zero columns). The FFT length need not be a power of two: 1950 = 2 * 3 *
+5^2 * 13 points cost what 2048 do (2-3 ms per window either way, one core). Input at any other
+rate is resampled to ``sample_rate`` first (``librosa.resample``, soxr high quality), so every
+window gives the same frame grid; a grid of another length is zero-padded at the end or trimmed
+to ``n_frames``. The other settings are librosa's defaults (128 mel bands, power spectrogram,
+dB with ``top_db=80`` per clip, orthonormal DCT-II).
 
 :func:`mfcc_features` computes a whole batch with one STFT (librosa's conventions) and one mel filter
 bank (built once instead of once per clip), contiguous frames through a reused buffer,
@@ -36,13 +42,14 @@ _AMIN = 1e-10
 
 @dataclass(frozen=True)
 class MfccConfig:
-    """MFCC settings; defaults are librosa's, with the paper's 20 coefficients and 155 frames."""
+    """MFCC settings: 20 coefficients x 155 frames on the authors' STFT grid at 20 kHz (hop 487,
+    1950-point FFT; module docstring), librosa's 128 mel bands."""
 
     n_mfcc: int = 20
     n_frames: int = 155
     sample_rate: int = 20000
-    n_fft: int = 2048
-    hop_length: int = 512
+    n_fft: int = 1950
+    hop_length: int = 487
     n_mels: int = 128
 
     def __post_init__(self) -> None:

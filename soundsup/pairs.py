@@ -1,12 +1,21 @@
-"""Frame/sound pairs: from each clip, frames at window centres and the mono audio around them.
+"""Frame/sound pairs: from each clip, the frame on screen at each window centre and the mono
+audio around it.
 
-One ffmpeg process per clip writes everything: for each pair time ``t`` an input seeked to ``t``
-(``-ss t -i clip``: ffmpeg decodes from the keyframe before ``t`` and emits the first frame at
-or after it) gives one frame, scaled so its short side is ``frame_size`` and centre-cropped to
-a square, as raw rgb24; one more, unseeked input gives the whole audio track, decoded straight
-to mono float32 at ``sample_rate`` (``-ac 1 -ar 20000 -f f32le``) on a pipe, its start padded
-to the file's zero time (``aresample=async=1:first_pts=0``) so that sample ``n`` is at time
-``n / sample_rate`` of the clip, the time base the frame seeks use too.
+One ffmpeg process per clip writes everything. For each pair time ``t`` an input seeked to the
+keyframe at or before ``t`` (``-noaccurate_seek -ss t``: its timestamps count from ``t``) goes
+through ``fps=1:start_time=0:round=up``, which passes on the last decoded frame whose timestamp
+is at or before ``t`` (a frame's rounded-up time is <= 0 exactly when its time is), and
+``trim=end_frame=1`` then ends that input; only that frame is scaled so its short side is
+``frame_size``, centre-cropped to a square and written as raw rgb24. This is the frame on screen
+at ``t`` on variable-frame-rate clips too, and across a gap in the video the frame shown before
+it, never the first frame decoded after ``t``. One more, unseeked input gives the audio track
+with all its channels, resampled to ``sample_rate`` float32 (a WAV stream on a pipe, whose
+header gives the channel count), its start padded to the file's zero time
+(``aresample=async=1:first_pts=0``) so that sample ``n`` is at time ``n / sample_rate`` of the
+clip, the time base of the frame seeks too. The mono signal is the mean of the channels, as
+``librosa.to_mono`` takes it, clipped to [-1, 1]: the same sound gives the same window from a
+mono, stereo or 5.1 upload (ffmpeg's ``-ac 1`` mixes stereo as 0.707 (L + R), 3 dB louder than
+the mono file and beyond 1 at full scale).
 
 Pair times (:func:`pair_times`): ``n = min(per_clip, floor(duration / window_s))`` windows;
 the clip is cut into ``n`` equal slots and each window is centred in its slot (a 10-s clip,
@@ -82,24 +91,67 @@ def pair_times(duration: float, config: PairConfig) -> list[float]:
     return [round(min(max((index + 0.5) * slot, low), high), 6) for index in range(count)]
 
 
+# The last frame at or before the seek point (timestamps count from it): fps keeps a frame
+# while the next one's time, rounded up to whole seconds, is still <= 0; trim then ends the input.
+ON_SCREEN = "fps=fps=1:start_time=0:round=up,trim=end_frame=1"
+
+
 def _command(path: Path, times: list[float], config: PairConfig, folder: Path) -> list[str]:
     size = config.frame_size
     scale = f"scale=w='if(gte(iw,ih),-1,{size})':h='if(gte(iw,ih),{size},-1)',crop={size}:{size}"
     command = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-filter_threads", "1"]
     for time_s in times:
-        command += ["-threads", "1", "-ss", f"{time_s:.6f}", "-i", str(path)]
+        command += ["-threads", "1", "-noaccurate_seek", "-ss", f"{time_s:.6f}", "-i", str(path)]
     audio_end = max(times) + config.window_s / 2 + 1.0  # decode the audio no further than needed
     command += ["-threads", "1", "-t", f"{audio_end:.6f}", "-i", str(path)]
     for index in range(len(times)):
-        command += ["-map", f"{index}:v:0", "-vf", scale, "-frames:v", "1"]
+        command += ["-map", f"{index}:v:0", "-vf", f"{ON_SCREEN},{scale}", "-frames:v", "1"]
         command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", str(folder / f"frame{index}.rgb")]
     command += ["-map", f"{len(times)}:a:0", "-af", "aresample=async=1:first_pts=0"]
-    command += ["-ac", "1", "-ar", str(config.sample_rate), "-f", "f32le", "pipe:1"]
+    command += ["-ar", str(config.sample_rate), "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
     return command
 
 
+def _wav_channels(data: bytes, sample_rate: int) -> np.ndarray:
+    """Samples ``(T, C)`` float32 of the pcm_f32le WAV stream that ffmpeg writes on a pipe.
+
+    The stream's data size field is unset (-1), so the data chunk runs to the end; a partial
+    last sample frame is dropped. Empty input (ffmpeg wrote nothing) gives ``(0, 1)``.
+    """
+    if not data:
+        return np.zeros((0, 1), np.float32)
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise PairError("unreadable", f"ffmpeg's audio output is not a WAV stream: {data[:12]!r}")
+    position, channels = 12, 0
+    while position + 8 <= len(data):
+        chunk, body = data[position : position + 4], position + 8
+        size = int.from_bytes(data[position + 4 : body], "little")
+        if chunk == b"fmt ":
+            channels = int.from_bytes(data[body + 2 : body + 4], "little")
+            rate = int.from_bytes(data[body + 4 : body + 8], "little")
+            bits = int.from_bytes(data[body + 14 : body + 16], "little")
+            if channels < 1 or rate != sample_rate or bits != 32:
+                raise PairError(
+                    "unreadable", f"ffmpeg wrote {channels} channels of {bits}-bit audio at {rate} Hz"
+                )
+        elif chunk == b"data":
+            if not channels:
+                raise PairError("unreadable", "ffmpeg's WAV stream has no format chunk before its data")
+            count = (len(data) - body) // (4 * channels) * channels
+            samples = np.frombuffer(data[body : body + 4 * count], dtype="<f4")
+            return samples.reshape(-1, channels)
+        position = body + size + (size & 1)
+    raise PairError("unreadable", "ffmpeg's WAV stream has no data chunk")
+
+
+def _to_mono(channels: np.ndarray) -> np.ndarray:
+    """``(T, C)`` float samples -> ``(T,)`` float32: the mean of the channels, clipped to [-1, 1]."""
+    mono = channels.mean(axis=1, dtype=np.float64) if channels.shape[1] > 1 else channels[:, 0]
+    return np.clip(mono, -1.0, 1.0).astype(np.float32)
+
+
 def _run(path: Path, times: list[float], config: PairConfig) -> tuple[list[np.ndarray | None], np.ndarray]:
-    """Run the one ffmpeg process of a clip: a frame per time (None if none came) and the audio."""
+    """Run the one ffmpeg process of a clip: a frame per time (None if none came) and the mono audio."""
     size = config.frame_size
     with tempfile.TemporaryDirectory(prefix="soundsup-pairs-") as folder:
         command = _command(path, times, config, Path(folder))
@@ -117,8 +169,7 @@ def _run(path: Path, times: list[float], config: PairConfig) -> tuple[list[np.nd
             frames.append(
                 np.frombuffer(data, np.uint8).reshape(size, size, 3) if len(data) == size * size * 3 else None
             )
-    audio = np.frombuffer(result.stdout[: len(result.stdout) // 4 * 4], dtype=np.float32)
-    return frames, audio
+    return frames, _to_mono(_wav_channels(result.stdout, config.sample_rate))
 
 
 def _window(audio: np.ndarray, time_s: float, config: PairConfig) -> np.ndarray | None:

@@ -40,3 +40,10 @@ def test_bench_clusters_compares_both_backends():
     )
     assert any("sklearn" in line for line in lines) and any("faiss" in line for line in lines)
     assert re.search(r"faiss [\d.]+ s vs sklearn [\d.]+ s \([\d.]+x as fast\)", lines[-1])
+
+
+def test_bench_memory_measures_both_loading_paths():
+    lines = run_benchmark("bench_memory.py", "--gigabytes", "0.02", "--shards", "2", "--frame-size", "64")
+    for path in ("imports only", "ours", "baseline"):
+        assert any(re.match(rf"{path}\s+peak RSS\s+[\d.]+ GB = [\d.]+x the frames", line) for line in lines)
+    assert re.match(r"RESULT bench_memory: [\d.]+ GB of frames; peak RSS ours [\d.]+ GB = [\d.]+x", lines[-1])

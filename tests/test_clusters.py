@@ -6,13 +6,21 @@ import importlib
 import importlib.util
 import os
 import sys
+import tracemalloc
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from soundsup.clusters import ClusterConfig, _omp_threads, cluster_features, label_agreement, weighted_nmi
+from soundsup.clusters import (
+    ClusterConfig,
+    _omp_threads,
+    _standardizer,
+    cluster_features,
+    label_agreement,
+    weighted_nmi,
+)
 
 CONFIG = ClusterConfig(n_init=3, backend="auto")
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
@@ -69,6 +77,24 @@ def test_auto_falls_back_and_faiss_fails_clearly_without_faiss(monkeypatch):
     assert cluster_features(features, keep, 4, CONFIG, seed=0).summary["backend"] == "sklearn"
     with pytest.raises(ImportError, match="backend is 'faiss' but the faiss package is not installed"):
         cluster_features(features, keep, 4, ClusterConfig(backend="faiss"), seed=0)
+
+
+def test_standardizing_makes_no_float64_copy_of_the_features():
+    """Mean and scale accumulated in float64 block by block: numpy's float64 std of a float32
+    (N, D) matrix allocates a float64 (N, D) temporary, twice the matrix."""
+    rng = np.random.default_rng(4)
+    data = (rng.standard_normal((40000, 300)) * rng.uniform(0.1, 50, 300) + 7).astype(np.float32)
+    data[:, 5] = 3.0  # a constant dimension keeps scale 1
+    tracemalloc.start()
+    mean, scale = _standardizer(data, standardize=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.15 * data.nbytes
+    assert mean.dtype == scale.dtype == np.float32
+    expected = data.std(axis=0, dtype=np.float64)
+    expected[5] = 1.0
+    np.testing.assert_allclose(mean, data.mean(axis=0, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(scale, expected, rtol=1e-6)
 
 
 def test_standardize_matters_when_one_dimension_dominates():

@@ -175,7 +175,13 @@ def test_top_activations_finds_the_hand_set_answer():
     np.testing.assert_array_equal(top[17], brightest_first[:9])
     assert top[200][0] == int(np.argmin(levels))
     assert top[3].shape == (9,) and top[3].dtype == np.int64
+    lazy = figures.FrameInputs(frames, 64)  # converted a batch at a time: the same answers
+    assert lazy.shape == tuple(images.shape) and len(lazy) == 12
+    torch.testing.assert_close(lazy[3:7], images[3:7])
+    assert all((figures.top_activations(model, layer, lazy, [17, 200], batch_size=5)[f] == top[f]).all()
+               for f in (17, 200))  # fmt: skip
     chosen = figures.choose_filters(model, layer, images, n_filters=2, batch_size=5)
+    assert figures.choose_filters(model, layer, lazy, n_filters=2, batch_size=5) == chosen
     assert sorted(chosen) == [17, 200]
     assert figures.choose_filters(model, layer, images, n_filters=2, batch_size=7) == chosen
     with pytest.raises(FigureError, match="out of range"):

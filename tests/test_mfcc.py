@@ -47,11 +47,32 @@ def test_batched_path_equals_librosa_on_each_clip(dtype):
     np.testing.assert_allclose(features, librosa_per_clip(waves, config), rtol=0, atol=1e-4)
 
 
+def test_a_window_gives_155_real_frames_at_the_authors_time_resolution():
+    """20 kHz, hop 487, 1950-point FFT: the authors' 21 kHz, hop 512, 2048 within 0.2 % in time,
+    155 frames spanning the 3.75-s window, none of them padding."""
+    config = MfccConfig()
+    assert frames_per_window(N_SAMPLES, config) == config.n_frames == 155
+    assert config.hop_length / RATE == pytest.approx(512 / 21000, rel=2e-3)
+    assert config.n_fft / RATE == pytest.approx(2048 / 21000, rel=2e-3)
+    assert (config.n_frames - 1) * config.hop_length / RATE == pytest.approx(3.75, abs=1e-3)
+    burst = np.zeros((1, N_SAMPLES), np.float32)
+    burst[0, -400:] = 0.1 * np.random.default_rng(1).standard_normal(400)  # noise in the last 20 ms only
+    waves = np.concatenate([clips(), burst])
+    features = mfcc_features(waves, RATE).reshape(5, 20, 155)
+    direct = librosa.feature.mfcc(y=waves[3], sr=RATE, n_mfcc=20, n_fft=1950, hop_length=487)
+    assert direct.shape == (20, 155)
+    np.testing.assert_allclose(features[3], direct, atol=1e-4)
+    assert not np.any(np.all(features == 0, axis=1))  # no zero column in any clip
+    floor = features[4, 0, 0]  # the burst clip's silent frames sit on its dB floor
+    assert np.all(features[4, 0, :-3] == floor) and np.all(features[4, 0, -2:] > floor + 100)
+
+
 def test_layout_is_coefficient_major_with_zero_padded_frames():
+    config = MfccConfig(n_fft=2048, hop_length=512)  # librosa's defaults: 147 frames at 20 kHz
     waves = clips()[:1]
-    features = mfcc_features(waves, RATE).reshape(1, 20, 155)
+    features = mfcc_features(waves, RATE, config).reshape(1, 20, 155)
     direct = librosa.feature.mfcc(y=waves[0], sr=RATE, n_mfcc=20)
-    n_frames = frames_per_window(N_SAMPLES)
+    n_frames = frames_per_window(N_SAMPLES, config)
     assert direct.shape == (20, n_frames) == (20, 147)
     np.testing.assert_allclose(features[0, :, :n_frames], direct, atol=1e-4)
     assert np.all(features[0, :, n_frames:] == 0)
@@ -65,11 +86,11 @@ def test_a_loud_clip_in_the_batch_does_not_change_a_quiet_one():
 
 
 def test_longer_frame_grids_are_trimmed():
-    config = MfccConfig(sample_rate=22050)  # the paper's librosa.load rate: 162 frames in 3.75 s
-    waves = clips(n_samples=int(3.75 * 22050))
-    assert frames_per_window(waves.shape[1], config) > config.n_frames
-    features = mfcc_features(waves, 22050, config)
-    np.testing.assert_allclose(features, librosa_per_clip(waves, config, 22050), rtol=0, atol=1e-4)
+    config = MfccConfig(sample_rate=21000)  # the authors' rate on the default hop: 162 frames in 3.75 s
+    waves = clips(n_samples=int(3.75 * 21000))
+    assert frames_per_window(waves.shape[1], config) == 162
+    features = mfcc_features(waves, 21000, config)
+    np.testing.assert_allclose(features, librosa_per_clip(waves, config, 21000), rtol=0, atol=1e-4)
 
 
 def test_other_rates_are_resampled_to_the_configured_rate_first():

@@ -1,4 +1,5 @@
-"""Frame/audio pairs: window placement, frame-audio alignment, shard assembly and its failures."""
+"""Frame/audio pairs: window placement, frame-audio alignment, the frame on screen at a time on a
+variable-frame-rate clip, the downmix of any channel layout, shard assembly and its failures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from soundsup.pairs import PairConfig, PairError, extract_clip, extract_shard, p
 
 FPS = 10
 CLIP_FLASHES = (2.5, 7.5)  # clip times of the white flashes and the beeps: the pair times of 10 s
+# Frame times of a variable-frame-rate clip: 10 fps, two irregular frames, a 5-s gap, irregular again.
+VFR_TIMES = (
+    *(round(0.1 * n, 2) for n in range(25)),
+    *(2.47, 2.61, 7.61, 7.8, 8.0, 8.04, 8.4, 8.45, 9.0, 9.9),
+    *(round(10 + 0.1 * n, 2) for n in range(21)),
+)
+RATE = 20000
 
 
 def encode(path, video: str, audio: str | None) -> None:
@@ -56,6 +64,43 @@ def frame_means(path) -> np.ndarray:
     ]
     data = subprocess.run(command, check=True, capture_output=True).stdout
     return np.frombuffer(data, np.uint8).reshape(-1, 48 * 64 * 3).mean(axis=1)
+
+
+def make_vfr_clip(path) -> None:
+    """Frames only at :data:`VFR_TIMES`, each showing its own time: the top half has luma
+    16 + 16 * whole seconds, the bottom half 16 + 2 * hundredths (lossless H.264 with B-frames)."""
+    picks = "+".join(f"eq(n\\,{round(t * 100)})" for t in VFR_TIMES)
+    lum = "if(lt(Y\\,H/2)\\,16+16*trunc(round(T*100)/100)\\,16+2*mod(round(T*100)\\,100))"
+    video = f"color=s=64x48:r=100:d=12.1,format=yuv420p,select='{picks}',geq=lum='{lum}':cb=128:cr=128"
+    command = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", video]
+    command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=12", "-fps_mode", "vfr"]
+    command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-bf", "2", "-g", "10", "-c:a", "aac"]
+    subprocess.run([*command, str(path)], check=True, capture_output=True)
+
+
+def shown_times(frames: np.ndarray) -> np.ndarray:
+    """The time (s) that each (N, S, S, 3) rgb24 frame of :func:`make_vfr_clip` shows."""
+    quarter = frames.shape[1] // 4
+    luma = frames.astype(np.float64) * 219 / 255  # full-range rgb back to luma - 16
+    whole = np.round(luma[:, :quarter].mean(axis=(1, 2, 3)) / 16)
+    hundredths = np.round(luma[:, -quarter:].mean(axis=(1, 2, 3)) / 2)
+    return np.round(whole + hundredths / 100, 2)
+
+
+def encode_sound(path, channels: np.ndarray, rate: int, layout: str, codec: str) -> None:
+    """A 12-s test-pattern video with ``channels`` (T, C) float in [-1, 1] as its sound track."""
+    raw = path.with_suffix(".s16")
+    raw.write_bytes(np.round(channels * 32767).astype("<i2").tobytes())
+    command = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y"]
+    command += ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=12"]
+    command += ["-f", "s16le", "-ar", str(rate), "-ch_layout", layout, "-i", str(raw)]
+    command += ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(FPS), "-pix_fmt", "yuv420p"]
+    subprocess.run([*command, "-c:a", codec, "-shortest", str(path)], check=True, capture_output=True)
+    raw.unlink()
+
+
+def level_db(samples: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(samples, dtype=np.float64))))
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +167,72 @@ def test_frame_and_audio_window_agree_through_cut_and_extraction(videos, tmp_pat
         assert abs(frame_time - time_s) <= one_frame
         assert abs(beep_time - time_s) <= one_frame
         assert abs(beep_time - frame_time) <= one_frame
+
+
+def test_the_frame_is_the_one_on_screen_at_the_pair_time_on_a_variable_frame_rate_clip(tmp_path):
+    """The last frame whose time is at or before t: between irregular frames, on a frame, and
+    across a 5-s gap, where the frame on screen is the one before the gap."""
+    path = tmp_path / "vfr.mp4"
+    make_vfr_clip(path)
+    every_frame = subprocess.run(
+        [ffmpeg_binary(), "-loglevel", "error", "-i", str(path), "-fps_mode", "passthrough",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    decoded = np.frombuffer(every_frame, np.uint8).reshape(-1, 48, 64, 3)
+    assert shown_times(decoded).tolist() == list(VFR_TIMES)  # the clip is what it should be
+    probes = (2.0, 2.05, 2.5, 2.6, 3.0, 5.0, 7.5, 7.61, 7.7, 8.0, 8.2, 8.42, 9.5, 9.95, 10.0)
+    wrong = []
+    for time_s in probes:  # one window centred at time_s: a clip of 2 * time_s seconds
+        frames, _, times = extract_clip(path, PairConfig(frame_size=32, per_clip=1), duration=2 * time_s)
+        expected = max(frame_time for frame_time in VFR_TIMES if frame_time <= time_s)
+        assert times == [time_s]
+        if shown_times(frames)[0] != expected:
+            wrong.append((time_s, float(shown_times(frames)[0]), expected))
+    assert not wrong, f"(pair time, frame taken, frame on screen): {wrong}"
+    frames, _, times = extract_clip(path, PairConfig(frame_size=32), duration=10.0)
+    assert times == [2.5, 7.5] and shown_times(frames).tolist() == [2.47, 2.61]
+
+
+def test_mono_and_stereo_uploads_of_one_sound_give_the_same_windows(tmp_path):
+    """One sound as mono AAC and as stereo AAC with L = R: equal windows to codec precision."""
+    t = np.arange(12 * 44100) / 44100
+    sound = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) * np.sin(2 * np.pi * 3 * t)
+    encode_sound(tmp_path / "mono.mp4", sound[:, None], 44100, "mono", "aac")
+    encode_sound(tmp_path / "stereo.mp4", np.stack([sound, sound], axis=1), 44100, "stereo", "aac")
+    config = PairConfig(frame_size=16)
+    _, mono, _ = extract_clip(tmp_path / "mono.mp4", config, duration=10.0)
+    _, stereo, _ = extract_clip(tmp_path / "stereo.mp4", config, duration=10.0)
+    assert mono.shape == stereo.shape == (2, 75000)
+    assert abs(level_db(stereo) - level_db(mono)) < 0.05  # -ac 1 made the stereo one 3 dB louder
+    difference = np.sqrt(np.mean(np.square(stereo - mono)) / np.mean(np.square(mono)))
+    assert difference < 0.1  # AAC gives 0.04 here; -ac 1 gave 0.41
+
+
+def test_any_layout_is_mixed_to_the_mean_of_its_channels(tmp_path):
+    """5.1 PCM at the workflow's rate, a different sound in each channel: the window is their
+    mean to float precision (ffmpeg's own 5.1 downmix weights channels and drops the LFE)."""
+    t = np.arange(12 * RATE) / RATE
+    channels = np.stack([0.3 * np.sin(2 * np.pi * hz * t) for hz in (200, 330, 510, 700, 60, 1100)], axis=1)
+    channels[:, 0] += 0.5 * (t % 1 < 0.5)
+    encode_sound(tmp_path / "surround.mkv", channels, RATE, "5.1", "pcm_s16le")
+    _, windows, times = extract_clip(tmp_path / "surround.mkv", PairConfig(frame_size=16), duration=10.0)
+    mean = (np.round(channels * 32767) / 32768).mean(axis=1)
+    for window, time_s in zip(windows, times, strict=True):
+        first = round((time_s - 1.875) * RATE)
+        np.testing.assert_allclose(window, mean[first : first + 75000], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("codec", ["pcm_s16le", "aac"])
+def test_a_full_scale_stereo_sound_stays_within_full_scale(tmp_path, codec):
+    """A 0.99 square wave in both channels: the resampler overshoots past 1, the window never does."""
+    t = np.arange(12 * 44100) / 44100
+    square = 0.99 * np.sign(np.sin(2 * np.pi * 300 * t))
+    encode_sound(tmp_path / f"loud.{'mkv' if codec == 'pcm_s16le' else 'mp4'}", np.stack([square, square], 1),
+                 44100, "stereo", codec)  # fmt: skip
+    _, windows, _ = extract_clip(next(tmp_path.glob("loud.*")), PairConfig(frame_size=16), duration=10.0)
+    assert np.abs(windows).max() <= 1.0
+    assert np.mean(np.abs(windows) > 0.9) > 0.5  # still the loud square wave
 
 
 def test_extract_shard_keeps_index_and_arrays_in_line(videos, tmp_path):

@@ -6,15 +6,15 @@ from _common import run
 
 
 def main(snakemake) -> None:
-    import numpy as np
     import pandas as pd
 
     from soundsup.clusters import ClusterConfig, cluster_features
     from soundsup.io import save_npy, write_json, write_meta, write_parquet
+    from soundsup.shards import concatenate_npy
 
     log = logging.getLogger("soundsup.rule.cluster_kmeans")
     n_clusters = int(snakemake.wildcards.k)
-    features = np.concatenate([np.load(path) for path in snakemake.input.features])
+    features = concatenate_npy(snakemake.input.features)  # one preallocated array, no second copy
     ids = pd.concat([pd.read_parquet(path) for path in snakemake.input.ids], ignore_index=True)
     pairs = pd.concat([pd.read_parquet(path) for path in snakemake.input.indices], ignore_index=True)
     if len(ids) != len(features) or not ids["pair_id"].equals(pairs["pair_id"]):

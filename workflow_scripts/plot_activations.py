@@ -8,12 +8,13 @@ MAX_IMAGES = 4000
 def main(snakemake) -> None:
     import numpy as np
 
-    from soundsup.figures import choose_filters, plot_top_activations, to_model_input, top_activations
+    from soundsup.figures import FrameInputs, choose_filters, plot_top_activations, top_activations
     from soundsup.models import conv_layers, load_model
+    from soundsup.shards import ShardFrames
 
-    frames = np.concatenate([np.load(path, mmap_mode="r") for path in snakemake.input.frames])
+    frames = ShardFrames(snakemake.input.frames)  # memory-mapped: rows are read a batch at a time
     if len(frames) > MAX_IMAGES:
-        frames = frames[np.linspace(0, len(frames) - 1, MAX_IMAGES).astype(int)]
+        frames = frames.subset(np.linspace(0, len(frames) - 1, MAX_IMAGES).astype(int))
     model, _ = load_model(snakemake.input.model)
     model.eval()
     layers = conv_layers(model)
@@ -22,11 +23,11 @@ def main(snakemake) -> None:
             f"figures.activation_layer={snakemake.params.layer!r}; this model has {sorted(layers)}"
         )
     layer = layers[snakemake.params.layer]
-    images = to_model_input(frames, snakemake.params.crop_size)
+    images = FrameInputs(frames, snakemake.params.crop_size)
     filters = choose_filters(model, layer, images, n_filters=snakemake.params.n_filters)
     top = top_activations(model, layer, images, filters)
     title = f"{snakemake.params.model} {snakemake.params.layer}: top-activating frames"
-    plot_top_activations(np.asarray(frames), top, snakemake.output[0], title=title)
+    plot_top_activations(frames, top, snakemake.output[0], title=title)
 
 
 run(main, snakemake)  # noqa: F821

@@ -4,16 +4,12 @@ from _common import run
 
 
 def main(snakemake) -> None:
-    import numpy as np
-    import pandas as pd
-
     from soundsup.figures import plot_cluster_montage
+    from soundsup.shards import aligned_frames, read_aligned_labels
 
-    labels = pd.read_parquet(snakemake.input.labels)
-    pairs = pd.concat([pd.read_parquet(path) for path in snakemake.input.indices], ignore_index=True)
-    if not labels["pair_id"].equals(pairs["pair_id"]):
-        raise ValueError(f"{snakemake.input.labels} does not line up with the pair indices")
-    frames = np.concatenate([np.load(path, mmap_mode="r") for path in snakemake.input.frames])
+    labels, _ = read_aligned_labels(snakemake.input.labels, snakemake.input.indices)
+    # memory-mapped, each shard checked against its index: only the frames shown are read
+    frames = aligned_frames(snakemake.input.frames, snakemake.input.indices)
     plot_cluster_montage(
         frames, labels["cluster"].to_numpy(), snakemake.output[0], seed=snakemake.params.seed
     )

@@ -9,32 +9,25 @@ def main(snakemake) -> None:
     from soundsup.gpu import claim_gpu
 
     claim_gpu()  # a card of its own on a workstation; SLURM's choice is kept
-    import numpy as np
-    import pandas as pd
-
     from soundsup.config import build_settings
     from soundsup.device import pick_device, retain_freed_host_memory, set_threads
     from soundsup.io import write_meta
     from soundsup.pretext import PretextConfig, train_pretext
+    from soundsup.shards import load_pretext_data
 
     log = logging.getLogger("soundsup.rule.train_pretext")
     set_threads(snakemake.threads)
     retain_freed_host_memory()  # training re-allocates the same big buffers every step
-    labels = pd.read_parquet(snakemake.input.labels)
-    pairs = pd.concat([pd.read_parquet(path) for path in snakemake.input.indices], ignore_index=True)
-    if not labels["pair_id"].equals(pairs["pair_id"]):
-        raise ValueError(f"{snakemake.input.labels} does not line up with the pair indices")
-    frames = np.concatenate([np.load(path) for path in snakemake.input.frames])
-    keep = labels["cluster"].to_numpy() >= 0
+    data = load_pretext_data(snakemake.input.labels, snakemake.input.indices, snakemake.input.frames)
     n_clusters = int(snakemake.wildcards.k)
     device = pick_device(snakemake.config["device"])
-    log.info("%d of %d frames have a sound cluster; device %s", keep.sum(), len(keep), device)
+    log.info("%d of %d frames have a sound cluster; device %s", len(data.frames), data.n_pairs, device)
 
     config = build_settings(PretextConfig, settings(snakemake, "pretext"))
     metrics = train_pretext(
-        frames[keep],
-        labels["cluster"].to_numpy()[keep].astype(np.int64),
-        pairs["ytid"].to_numpy()[keep],
+        data.frames,
+        data.targets,
+        data.groups,
         arch=snakemake.wildcards.arch,
         n_classes=n_clusters,
         config=config,
@@ -49,7 +42,7 @@ def main(snakemake) -> None:
         {**snakemake.params.pretext, "arch": snakemake.wildcards.arch, "k": n_clusters},
         seed=snakemake.params.seed,
         feature=snakemake.wildcards.feature,
-        n_pretext_pairs=int(keep.sum()),
+        n_pretext_pairs=len(data.frames),
         device=str(device),
         metrics=metrics,
     )
