@@ -68,6 +68,7 @@ from soundsup.clips import (
 )
 from soundsup.ffmpeg import ffmpeg_binary, ffmpeg_on_path
 from soundsup.io import OutputWriteError, write_errno_in_text
+from soundsup.redact import PROXY_VARIABLES, redact, secrets_in_environment
 from soundsup.ytdlp_worker import WorkerDied, WorkerProcess, WorkerStartError, WorkerTimeout
 
 __all__ = [
@@ -360,7 +361,7 @@ def proxy_url(variable: str | None, environ: dict[str, str] | None = None) -> st
         if not value:
             raise ValueError(f"download.proxy_env names {variable}, which is not set in the environment")
         return value
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+    for name in PROXY_VARIABLES:
         if environ.get(name, "").strip():
             return environ[name].strip()
     return None
@@ -761,6 +762,9 @@ def download_shard(segments: pd.DataFrame, cache_dir: str | Path, config: Downlo
     if not rows:
         return _empty_manifest()
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    # A failure message may quote a URL with a password (a proxy error): never into the manifest.
+    secrets = secrets_in_environment([config.proxy_env] if config.proxy_env else [])
+    manifest["message"] = [redact(str(message), secrets) for message in manifest["message"]]
     return manifest.astype({"bytes": np.int64, "seconds": float, "start": float, "end": float})
 
 

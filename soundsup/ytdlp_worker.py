@@ -322,6 +322,11 @@ def main() -> None:
 
         options = json.loads(first)["options"]
         ydl = yt_dlp.YoutubeDL({**options, "logger": logger})
+        if options.get("cookiefile"):
+            # Read the cookies once and forget the file: yt-dlp would otherwise write its jar
+            # back to the user's file when it closes (cookie contents are never ours to write).
+            ydl.cookiejar  # noqa: B018 - the property loads the file
+            ydl.params["cookiefile"] = None
     except Exception as error:  # noqa: BLE001 - reported to the downloader, which fails the job
         _send(_error_event(error))
         return

@@ -240,3 +240,106 @@ class MediaServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """A forward proxy for plain-http URLs that requires Basic proxy credentials."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._forward()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._forward()
+
+    def _client(self) -> str:
+        """'ffmpeg' (known by the Icy-MetaData header it sends) or the User-Agent."""
+        return "ffmpeg" if "Icy-MetaData" in self.headers else self.headers.get("User-Agent", "")
+
+    def _forward(self) -> None:
+        import base64
+        import http.client
+        from urllib.parse import urlsplit
+
+        proxy: ProxyServer = self.server.media  # type: ignore[assignment]
+        given = self.headers.get("Proxy-Authorization", "")
+        expected = "Basic " + base64.b64encode(f"{proxy.user}:{proxy.password}".encode()).decode()
+        target = urlsplit(self.path)
+        if given != expected or target.scheme != "http":
+            proxy.log(self.command, self.path, accepted=False, agent=self._client())
+            self.send_response(407 if given != expected else 400)
+            self.send_header("Proxy-Authenticate", 'Basic realm="soundsup-test"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        proxy.log(self.command, self.path, accepted=True, agent=self._client())
+        headers = {
+            key: value
+            for key, value in self.headers.items()
+            if key.lower() not in ("proxy-authorization", "proxy-connection", "connection", "host")
+        }
+        upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=30)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            upstream.request(self.command, path, headers=headers)
+            response = upstream.getresponse()
+            body = response.read() if self.command != "HEAD" else b""
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                    self.send_header(key, value)
+            length = response.getheader("Content-Length") if self.command == "HEAD" else str(len(body))
+            if length is not None:
+                self.send_header("Content-Length", length)
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        finally:
+            upstream.close()
+
+
+class ProxyServer:
+    """A forward HTTP proxy on 127.0.0.1 that asks for ``user:password`` (Basic); logs every
+    request as ``(method, url, accepted, client)`` in :attr:`requests` (client: ``"ffmpeg"`` or
+    the User-Agent). Use as a context
+    manager."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+        self.requests: list[tuple[str, str, bool, str]] = []
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def log(self, method: str, url: str, accepted: bool, agent: str) -> None:
+        with self._lock:
+            self.requests.append((method, url, accepted, agent))
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        """The proxy URL with credentials (these, or the ones it accepts)."""
+        port = self._server.server_address[1] if self._server else 0
+        return f"http://{user or self.user}:{password or self.password}@127.0.0.1:{port}"
+
+    def __enter__(self) -> ProxyServer:
+        server = _Server(("127.0.0.1", 0), _ProxyHandler)
+        server.media = self  # type: ignore[assignment]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

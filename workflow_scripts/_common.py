@@ -43,6 +43,11 @@ def run(main: Callable[[object], None], snakemake: object) -> None:
     if snakemake.log:
         Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    # Credentials never reach the log or the console, even inside an error message.
+    from soundsup.redact import install_redaction
+
+    proxy_env = (getattr(snakemake, "config", None) or {}).get("download", {}).get("proxy_env")
+    install_redaction(handlers, extra_variables=[proxy_env] if proxy_env else [])
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
     logging.captureWarnings(True)
     log = logging.getLogger(f"soundsup.rule.{snakemake.rule}")
