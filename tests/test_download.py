@@ -625,3 +625,21 @@ def test_dataset_summary_counts_by_shard():
     assert [column for column in summary.columns if column.startswith("failed_")] == [
         f"failed_{r}" for r in REASONS
     ]
+
+
+def test_yt_dlp_finds_its_javascript_runtime(tmp_path):
+    # YouTube extraction needs a JavaScript runtime (formats go missing without one): the
+    # project installs deno and yt-dlp's challenge solver scripts, and yt-dlp must find both.
+    import importlib.metadata
+
+    import yt_dlp
+
+    runtime = yt_dlp.YoutubeDL({"quiet": True})._js_runtimes["deno"]
+    assert runtime is not None and runtime.info is not None and runtime.info.supported, runtime
+    assert runtime.info.version == importlib.metadata.version("deno")
+    answer = subprocess.run(
+        [runtime.info.path, "eval", "console.log(6 * 7)"], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**os.environ, "DENO_DIR": str(tmp_path / "deno")},
+    )  # fmt: skip
+    assert answer.stdout.strip() == "42", answer.stderr
+    assert importlib.metadata.version("yt-dlp-ejs") == "0.8.0"
