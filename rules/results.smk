@@ -7,6 +7,7 @@ rule tabulate_ap:
         meta=ap_files(suffix=".meta.json"),
         clusters=cluster_summaries(),
         published=PUBLISHED_CSV,
+        dataset="results/dataset.csv",
     output:
         table1=report(
             "results/table1.csv", caption="../report/table1.rst", category="Tables"

@@ -178,8 +178,14 @@ class DownloadConfig:
     max_failure_fraction: float = 0.35
     max_height: int = 360
     reencode: bool = True
+    on_submit_host: bool = False
+    on_shard_failure: str = "fail"
 
     def __post_init__(self) -> None:
+        if self.on_shard_failure not in ("fail", "skip"):
+            raise ValueError(
+                f"download.on_shard_failure must be 'fail' or 'skip', got {self.on_shard_failure!r}"
+            )
         if self.source not in ("youtube", "local"):
             raise ValueError(f"download.source must be 'youtube' or 'local', got {self.source!r}")
         if self.source == "local" and not self.local_dir:
@@ -782,13 +788,40 @@ def check_failures(manifest: pd.DataFrame, max_failure_fraction: float, name: st
         )
 
 
+def settle_shard(manifest: pd.DataFrame, config: DownloadConfig, name: str) -> pd.DataFrame:
+    """The manifest with its verdict in column ``shard_skipped`` (the same for every row).
+
+    A shard whose failures pass ``max_failure_fraction`` (after every clip's own retries) fails
+    the job with :class:`DownloadFailureError` under ``on_shard_failure: fail``; under ``skip``
+    it is kept as a skipped shard: its manifest still lists every clip with its reason, it gives
+    no pairs, and the dataset report and the tables name it.
+    """
+    skipped = False
+    try:
+        check_failures(manifest, config.max_failure_fraction, name)
+    except DownloadFailureError as failure:
+        if config.on_shard_failure == "fail":
+            raise
+        log.warning("%s; download.on_shard_failure is skip: the run goes on without this shard", failure)
+        skipped = True
+    return manifest.assign(shard_skipped=skipped)
+
+
+def shard_was_skipped(manifest: pd.DataFrame) -> bool:
+    """Whether :func:`settle_shard` skipped the shard of ``manifest`` (manifests from before
+    the column existed were never skipped)."""
+    return bool("shard_skipped" in manifest and manifest["shard_skipped"].any())
+
+
 def dataset_summary(
     selection: pd.DataFrame,
     manifests: list[pd.DataFrame],
     pair_indices: list[pd.DataFrame],
     pair_failures: list[pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """One row per shard and a ``total`` row: requested, downloaded, failed_<reason>, pairs.
+    """One row per shard and a ``total`` row: requested, downloaded, failed_<reason>, pairs,
+    skipped (1 for a shard that ``download.on_shard_failure: skip`` left out, see
+    :func:`settle_shard`).
 
     The shard of a manifest or index row is looked up by its id in ``selection``.
     ``pair_failures`` (optional) adds ``no_pairs``: downloaded clips that gave no pair.
@@ -809,6 +842,7 @@ def dataset_summary(
         failed = clips[clips["status"] != "ok"]["reason"]
         row.update({f"failed_{reason}": int((failed == reason).sum()) for reason in REASONS})
         row["pairs"] = int((shard_column["index"] == shard).sum())
+        row["skipped"] = int(shard_was_skipped(clips))
         rows.append(row)
     if pair_failures is not None:
         failures = pd.concat(
@@ -823,5 +857,12 @@ def dataset_summary(
 
 
 def _summary_columns(with_no_pairs: bool) -> list[str]:
-    columns = ["shard", "requested", "downloaded", *(f"failed_{reason}" for reason in REASONS), "pairs"]
+    columns = [
+        "shard",
+        "requested",
+        "downloaded",
+        *(f"failed_{reason}" for reason in REASONS),
+        "pairs",
+        "skipped",
+    ]
     return [*columns, "no_pairs"] if with_no_pairs else columns

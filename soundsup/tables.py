@@ -67,7 +67,7 @@ TABLE1_COLUMNS: tuple[str, ...] = (
     "model", "source", "init", "feature", "k", "arch",
     "head_map", "head_sd", "head_n", "all_map", "all_sd", "all_n",
     "head_map_voc07", "all_map_voc07", "ap_definition",
-    "n_pretext_pairs", CLUSTER_BACKEND, "git_commit", "config_hash", *PUBLISHED_TEXT,
+    "n_pretext_pairs", CLUSTER_BACKEND, "skipped_shards", "git_commit", "config_hash", *PUBLISHED_TEXT,
 )  # fmt: skip
 TABLE2_COLUMNS: tuple[str, ...] = (
     "model",
@@ -349,8 +349,23 @@ def _published_table1(published: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(TABLE1_COLUMNS))
 
 
-def build_table1(long: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
+def skipped_shards(dataset: pd.DataFrame | None) -> str | None:
+    """``"k of n"`` (with the shards named) from a dataset report (``results/dataset.csv``):
+    the shards that ``download.on_shard_failure: skip`` left out of the sound models' data."""
+    if dataset is None or "skipped" not in dataset:
+        return None
+    shards = dataset[dataset["shard"].astype(str) != "total"]
+    skipped = shards.loc[shards["skipped"].astype(int) > 0, "shard"].astype(str).tolist()
+    named = f" (shard {', '.join(skipped)})" if skipped else ""
+    return f"{len(skipped)} of {len(shards)}{named}"
+
+
+def build_table1(
+    long: pd.DataFrame, published: pd.DataFrame | None, dataset: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per model: head and all mAP (percent) as mean, sd and n over seeds.
+
+    ``dataset`` (the dataset report) gives the sound models' ``skipped_shards``.
 
     Columns: :data:`TABLE1_COLUMNS`. Measured rows first (sound models by feature, arch, k; then
     random; then imagenet), then one row per method of the paper's Table 1 in its order
@@ -358,6 +373,9 @@ def build_table1(long: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataF
     provenance empty; ``model`` only where the paper pins the model it compares with).
     """
     measured = _measured_table1(long)
+    measured["skipped_shards"] = [
+        skipped_shards(dataset) if init == "sound" else None for init in measured["init"]
+    ]
     parts = (
         [measured, _published_table1(published)] if published is not None and len(published) else [measured]
     )

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from adapter_helpers import Job, rule_params_of, run_adapter, workflow_config
@@ -497,7 +498,9 @@ def test_failure_fraction_bound(server, tmp_path):
     check_failures(manifest.iloc[:0], 0.0, name="empty")
 
 
-def run_download_adapter(server, selection: Path, manifest: Path, cache: Path, log: Path) -> None:
+def run_download_adapter(
+    server, selection: Path, manifest: Path, cache: Path, log: Path, **download: object
+) -> None:
     """The rule's adapter, as Snakemake runs it, for shard 0 of ``selection``."""
     config = workflow_config(
         download={
@@ -508,6 +511,7 @@ def run_download_adapter(server, selection: Path, manifest: Path, cache: Path, l
             "retries": 0,
             "backoff_s": 0.05,
             "concurrency": 2,
+            **download,
         }
     )
     job = Job(
@@ -601,6 +605,41 @@ def test_classify_error(message, reason):
     assert reason in REASONS
 
 
+def test_a_shard_past_the_bound_fails_or_is_skipped_and_named(server, tmp_path):
+    from soundsup.tables import skipped_shards
+
+    selection = tmp_path / "selection.parquet"
+    write_parquet(selection, segments(GOOD, MISSING, NO_AUDIO).assign(shard=0))
+    manifest, cache, log = tmp_path / "shard-0.parquet", tmp_path / "clips", tmp_path / "shard-0.log"
+    with pytest.raises(DownloadFailureError, match=r"shard 0: 2 of 3 clips failed"):
+        run_download_adapter(server, selection, manifest, cache, log, max_failure_fraction=0.5)
+    assert not manifest.exists()  # a failed shard leaves nothing that looks finished
+    run_download_adapter(
+        server, selection, manifest, cache, log, max_failure_fraction=0.5, on_shard_failure="skip"
+    )
+    rows = pd.read_parquet(manifest)
+    assert rows["shard_skipped"].all() and rows["status"].tolist() == ["ok", "failed", "failed"]
+    assert "the run goes on without this shard" in log.read_text()
+    # extract_pairs gives a skipped shard no pairs, the dataset report and the tables name it
+    pairs = tmp_path / "pairs"
+    job = Job(
+        input=Job(manifest=str(manifest)),
+        output=Job(**{name: str(pairs / f"{name}.{ext}") for name, ext in
+                      (("index", "parquet"), ("frames", "npy"), ("audio", "npy"), ("failures", "parquet"))}),
+        params=Job(pairs=workflow_config()["pairs"]),
+        config=workflow_config(),
+        wildcards=Job(shard="0"),
+        log=[str(tmp_path / "pairs.log")],
+        rule="extract_pairs",
+        threads=1,
+    )  # fmt: skip
+    run_adapter("extract_pairs", job)
+    assert len(pd.read_parquet(pairs / "index.parquet")) == 0 and np.load(pairs / "frames.npy").shape[0] == 0
+    summary = dataset_summary(pd.read_parquet(selection), [rows], [pd.read_parquet(pairs / "index.parquet")])
+    assert summary["skipped"].tolist() == [1, 1] and summary["pairs"].tolist() == [0, 0]
+    assert skipped_shards(summary) == "1 of 1 (shard 0)"
+
+
 def test_dataset_summary_counts_by_shard():
     selection = pd.DataFrame(
         {
@@ -622,6 +661,7 @@ def test_dataset_summary_counts_by_shard():
     assert summary["downloaded"].tolist() == [1, 1, 2]
     assert summary["failed_timeout"].tolist() == [1, 0, 1]
     assert summary["pairs"].tolist() == [2, 1, 3]
+    assert summary["skipped"].tolist() == [0, 0, 0]  # manifests from before the verdict column
     assert [column for column in summary.columns if column.startswith("failed_")] == [
         f"failed_{r}" for r in REASONS
     ]

@@ -9,7 +9,7 @@ def main(snakemake) -> None:
     import pandas as pd
 
     from soundsup.config import build_settings
-    from soundsup.download import DownloadConfig, check_failures, download_shard
+    from soundsup.download import DownloadConfig, download_shard, settle_shard
     from soundsup.io import write_parquet
 
     log = logging.getLogger("soundsup.rule.download_clips")
@@ -28,8 +28,7 @@ def main(snakemake) -> None:
         log.info("shard %d: %d failed (%s)", shard, count, reason)
     for row in failed.itertuples():
         log.info("failed %s@%.3f: %s: %s", row.ytid, row.start, row.reason, row.message)
-    write_parquet(snakemake.output.manifest, manifest)
-    check_failures(manifest, config.max_failure_fraction, name=f"shard {shard}")
+    write_parquet(snakemake.output.manifest, settle_shard(manifest, config, name=f"shard {shard}"))
 
 
 run(main, snakemake)  # noqa: F821

@@ -8,12 +8,15 @@ from _common import run
 def main(snakemake) -> None:
     import pandas as pd
 
-    from soundsup.download import verify_manifest_clips
+    from soundsup.download import shard_was_skipped, verify_manifest_clips
     from soundsup.io import save_npy, write_meta, write_parquet
     from soundsup.pairs import PairConfig, extract_shard
 
     log = logging.getLogger("soundsup.rule.extract_pairs")
     manifest = pd.read_parquet(snakemake.input.manifest)
+    if shard_was_skipped(manifest):  # download.on_shard_failure: skip; the dataset report names it
+        log.warning("%s: the shard was skipped (too many failed clips): no pairs", snakemake.input.manifest)
+        manifest = manifest.iloc[0:0]
     verify_manifest_clips(manifest, snakemake.input.manifest)  # a damaged clip: the next run refetches
     config = PairConfig(**snakemake.params.pairs)
     index, frames, audio, failures = extract_shard(manifest, config, threads=snakemake.threads)

@@ -4,6 +4,8 @@ from _common import run
 
 
 def main(snakemake) -> None:
+    import pandas as pd
+
     from soundsup.tables import (
         build_table1,
         build_table2,
@@ -16,7 +18,8 @@ def main(snakemake) -> None:
     # each ap.csv's provenance sidecar (snakemake.input.meta) is read beside it by collect_ap
     long = collect_ap(records_from_paths(list(snakemake.input.ap)), list(snakemake.input.clusters))
     published = load_published(snakemake.input.published)
-    write_table(build_table1(long, published), snakemake.output.table1)
+    dataset = pd.read_csv(snakemake.input.dataset, dtype={"shard": str})
+    write_table(build_table1(long, published, dataset), snakemake.output.table1)
     write_table(build_table2(long, published, list(snakemake.params.modes)), snakemake.output.table2)
 
 
