@@ -214,5 +214,10 @@ def test_tiny_workflow_through_slurm_writes_table1(cluster_env, tmp_path):
     )
     rules = {rule for _, rule in SUBMITTED.findall(output)}
     assert set(GPU_RULES) <= rules, output[-4000:]
+    # The shard rules went as job arrays: one submission per rule, a task per shard.
+    jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i"], env=cluster_env,
+                          capture_output=True, text=True, timeout=15).stdout.split()  # fmt: skip
+    tasks = [job for job in jobs if re.fullmatch(r"\d+_\d+", job)]
+    assert len({task.split("_")[0] for task in tasks}) >= 4 and len(tasks) >= 8, jobs
     table1 = pd.read_csv(tmp_path / "results" / "table1.csv")
     assert len(table1) > 0
