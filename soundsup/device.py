@@ -39,11 +39,22 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below which it has no bf16 kernels.
+_ISA_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 in hardware (CUDA Ampere+; x86 AVX512-BF16 or AMX)."""
+    """Whether ``device`` multiplies bf16 in hardware (CUDA Ampere+; x86 AVX512-BF16 or AMX).
+
+    On a CPU, a cap on oneDNN's instruction set (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``,
+    e.g. ``AVX2``) below AVX512_CORE_BF16 counts as no bf16: oneDNN then has no bf16 kernels.
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
+        cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+        if cap in _ISA_WITHOUT_BF16:
+            return False
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return torch.backends.mkldnn.is_available() and any(
             getattr(torch.cpu, name, lambda: False)() for name in checks

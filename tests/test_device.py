@@ -77,3 +77,16 @@ def test_retained_host_memory_spares_every_training_step_its_page_faults():
     gradient_pages = 50_000_000 * 4 // 4096  # fc6 + fc7 weights' gradients alone
     assert faults_per_step("default") > gradient_pages // 2  # handed back to the kernel, faulted in again
     assert faults_per_step("retain") < gradient_pages // 20  # kept by malloc and reused
+
+
+def test_a_cap_on_onednns_instruction_set_turns_native_bf16_off(monkeypatch):
+    # How a CPU without bf16 units is emulated on one with them (the demo is timed on both).
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not native_bf16(CPU) and autocast_dtype(CPU, "auto") is None
+    assert autocast_dtype(CPU, "bf16") is torch.bfloat16  # forced, it is still honoured
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert native_bf16(CPU) == (
+        torch.backends.mkldnn.is_available()
+        and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    )
