@@ -143,6 +143,7 @@ FINETUNE_KEYS_NOT_RESULTS = (
     "baselines",
     "imagenet_weights",
     "log_every",
+    "checkpoint_every",
     "threads",
     "mem_mb",
 )
