@@ -168,6 +168,11 @@ class CropCutter:
         self.method = ("batched" if device.type == "cuda" else "loop") if method == "auto" else method
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self._images: list[Tensor] = []  # per-image views for the loop, made once
+        if isinstance(pixels, Tensor):
+            self._images = [
+                pixels[i, :height, :width] for i, (height, width) in enumerate(self.sizes.tolist())
+            ]
 
     def __call__(self, rows: np.ndarray, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         rows = np.asarray(rows, dtype=np.int64)
@@ -181,10 +186,10 @@ class CropCutter:
 
     def _patch(self, row: int, top: int, left: int, side: int) -> Tensor:
         """The crop (1, 3, side, side) uint8 of image ``row`` on the device (a view where possible)."""
-        if isinstance(self.pixels, np.ndarray):
+        if not self._images:
             window = np.ascontiguousarray(self.pixels[row, top : top + side, left : left + side])
             return torch.from_numpy(window).to(self.device).permute(2, 0, 1).unsqueeze(0)
-        return self.pixels[row, top : top + side, left : left + side].permute(2, 0, 1).unsqueeze(0)
+        return self._images[row][top : top + side, left : left + side].permute(2, 0, 1).unsqueeze(0)
 
     def cut_loop(self, rows: np.ndarray, crops: Crops) -> tuple[Tensor, Tensor]:
         """Crops (B, 3, c, c) float32 in [0, 255], one ``F.interpolate`` per image; and rows on the device."""
@@ -218,21 +223,28 @@ class CropCutter:
         mirror = crops.mirror[:, None, None]
         x_index = np.where(mirror, y_index[:, ::-1], y_index)  # a mirrored crop's column i is column c-1-i
         x_weights = np.where(mirror, y_weights[:, ::-1], y_weights)
-        # unused taps write their zero weight into a spare column ``window``, cut off below, so
-        # that the indices of a row are distinct and the scatter is deterministic
+        # unused taps write their zero weight into a spare index ``window``, cut off below, so
+        # that the indices of a row are distinct and the scatter is deterministic; the column
+        # matrix is built transposed, (B, S, c), ready for the right-hand product
         y_index, x_index = (np.where(index < 0, window, index) for index in (y_index, x_index))
+        x_index, x_weights = x_index.transpose(0, 2, 1), x_weights.transpose(0, 2, 1)
         rows_d, ys_d, xs_d, y_index_d, x_index_d = _host_to_device(
-            [rows, ys, xs, y_index, x_index], self.device
+            [rows[:, None, None], ys[:, :, None], xs[:, None, :], y_index, x_index], self.device
         )
         y_weights_d, x_weights_d = _host_to_device([y_weights, x_weights], self.device)
         if isinstance(self.pixels, np.ndarray):
-            gathered = self.pixels[rows[:, None, None], ys[:, :, None], xs[:, None, :]]
-            (patches,) = _host_to_device([gathered], self.device)
+            (patches,) = _host_to_device(
+                [self.pixels[rows[:, None, None], ys[:, :, None], xs[:, None, :]]], self.device
+            )
         else:
-            patches = self.pixels[rows_d[:, None, None], ys_d[:, :, None], xs_d[:, None, :]]
+            patches = self.pixels[rows_d, ys_d, xs_d]
         images = patches.permute(0, 3, 1, 2).float()  # (B, 3, S, S)
-        shape = (batch, size, window + 1)
-        row_matrix = torch.zeros(shape, device=self.device).scatter_(2, y_index_d, y_weights_d)[..., :window]
-        col_matrix = torch.zeros(shape, device=self.device).scatter_(2, x_index_d, x_weights_d)[..., :window]
-        crops_out = row_matrix.unsqueeze(1) @ images @ col_matrix.unsqueeze(1).transpose(-1, -2)
+        row_matrix = torch.zeros((batch, size, window + 1), device=self.device).scatter_(
+            2, y_index_d, y_weights_d
+        )
+        col_matrix = torch.zeros((batch, window + 1, size), device=self.device).scatter_(
+            1, x_index_d, x_weights_d
+        )
+        crops_out = row_matrix[:, None, :, :window] @ images @ col_matrix[:, None, :window]
+        rows_d = rows_d.view(-1)
         return crops_out, rows_d

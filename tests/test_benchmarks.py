@@ -40,3 +40,19 @@ def test_bench_clusters_compares_both_backends():
     )
     assert any("sklearn" in line for line in lines) and any("faiss" in line for line in lines)
     assert re.search(r"faiss [\d.]+ s vs sklearn [\d.]+ s \([\d.]+x as fast\)", lines[-1])
+
+
+def test_bench_finetune_compares_the_loops_in_every_case():
+    lines = run_benchmark(
+        "bench_finetune.py",
+        *("--images", "6", "--max-side", "80", "--crop", "64", "--batch-size", "4", "--fc-width", "16"),
+        *("--iterations", "1", "--rounds", "1", "--threads", "1"),
+    )
+    for case in ("alexnet  head", "alexnet  all ", "resnet18 head", "resnet18 all "):
+        for pipeline in ("per-image", "soundsup", "soundsup batched"):
+            pattern = rf"{case} {pipeline}\s+[\d.]+ ms/it \(data path"
+            assert any(re.match(pattern, line) for line in lines), (case, pipeline)
+    summary = lines[-1]
+    assert summary.startswith("bench_finetune (cpu, 64 px, batch 4)")
+    comparisons = re.findall(r"\d+ -> \d+ ops/it \([\d.]+x fewer\), \d+ -> \d+ ms/it \([\d.]+x\)", summary)
+    assert len(comparisons) == 8  # soundsup and the batched cutter, in each of the four cases

@@ -12,11 +12,14 @@ def main(snakemake) -> None:
     from soundsup.finetune_job import run_finetune_job
 
     params = snakemake.params
+    config = FinetuneConfig(
+        **params.voc, log_every=params.log_every, checkpoint_every=params.checkpoint_every
+    )
     run_finetune_job(
         voc_root=params.voc_root,
         mode=snakemake.wildcards.mode,
         seed=int(snakemake.wildcards.seed),
-        config=FinetuneConfig(**params.voc, log_every=params.log_every, checkpoint_every=params.checkpoint_every),
+        config=config,
         backbone=params.backbone,
         model_path=snakemake.input.model or None,
         pretext_meta_path=snakemake.input.meta or None,
