@@ -15,8 +15,9 @@ gradient clipping and autocast. They differ in the data path:
   show its op count and what it costs there.
 
 Reported per (arch, mode): milliseconds per iteration (host wall time, synchronised with the
-device at the end of each timed block, median over interleaved rounds), the data path alone
-(crops and labels, no model) and the ops dispatched per iteration (a ``TorchDispatchMode``
+device at the end of each timed block, and the process's CPU time; the least disturbed of
+interleaved rounds, as the machine may be shared), the data path alone (crops and labels, no
+model) and the ops dispatched per iteration (a ``TorchDispatchMode``
 counting every ATen op of one whole iteration, backward and optimizer included; on CUDA also
 those that touch the GPU). Run:
 
@@ -27,7 +28,6 @@ those that touch the GPU). Run:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -204,16 +204,21 @@ def count_ops(next_batch: Callable, step: Callable | None) -> tuple[int, int]:
     return counter.total, counter.on_device
 
 
-def time_block(next_batch: Callable, step: Callable | None, iterations: int, device: torch.device) -> float:
-    """Milliseconds per iteration over ``iterations`` (data path only when ``step`` is None)."""
+def time_block(
+    next_batch: Callable, step: Callable | None, iterations: int, device: torch.device
+) -> tuple[float, float]:
+    """(wall, process CPU) milliseconds per iteration over ``iterations`` (the data path only
+    when ``step`` is None)."""
     synchronize(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(iterations):
         batch, labels = next_batch()
         if step is not None:
             step(batch, labels)
     synchronize(device)
-    return 1000 * (time.perf_counter() - start) / iterations
+    return 1000 * (time.perf_counter() - start) / iterations, 1000 * (
+        time.process_time() - start_cpu
+    ) / iterations
 
 
 def measure_case(arch, mode, images, labels, config, arguments, device) -> dict[str, dict]:
@@ -222,20 +227,20 @@ def measure_case(arch, mode, images, labels, config, arguments, device) -> dict[
     pipelines["soundsup"] = soundsup_batches(images, labels, config, device, "auto")
     if device.type == "cpu":
         pipelines["soundsup batched"] = soundsup_batches(images, labels, config, device, "batched")
-    results = {name: {"ms": [], "data_ms": []} for name in pipelines}
+    timings = {name: {"ms": [], "cpu_ms": [], "data_ms": []} for name in pipelines}
+    results = {}
     for name, next_batch in pipelines.items():
         time_block(next_batch, step, 1, device)  # warm-up: allocator, oneDNN/cuDNN plans
-        results[name]["ops"], results[name]["device_ops"] = count_ops(next_batch, step)
-        results[name]["data_ops"], _ = count_ops(next_batch, None)
+        results[name] = dict(zip(("ops", "device_ops"), count_ops(next_batch, step), strict=True))
+        results[name]["data_ops"] = count_ops(next_batch, None)[0]
     for _ in range(arguments.rounds):  # interleaved, so that drifting load hits every pipeline alike
         for name, next_batch in pipelines.items():
-            results[name]["ms"].append(time_block(next_batch, step, arguments.iterations, device))
-            results[name]["data_ms"].append(time_block(next_batch, None, arguments.iterations, device))
-    for result in results.values():
-        result["ms"], result["data_ms"] = (
-            statistics.median(result["ms"]),
-            statistics.median(result["data_ms"]),
-        )
+            wall, cpu = time_block(next_batch, step, arguments.iterations, device)
+            timings[name]["ms"].append(wall)
+            timings[name]["cpu_ms"].append(cpu)
+            timings[name]["data_ms"].append(time_block(next_batch, None, arguments.iterations, device)[0])
+    for name, timing in timings.items():  # the least disturbed round (the machine may be shared)
+        results[name].update({key: min(values) for key, values in timing.items()})
     return results
 
 
@@ -277,8 +282,8 @@ def main() -> None:
         for name, result in results.items():
             on_device = f", {result['device_ops']} on the GPU" if device.type == "cuda" else ""
             print(
-                f"{arch:8s} {mode:4s} {name:16s} {result['ms']:9.1f} ms/it "
-                f"(data path {result['data_ms']:7.1f} ms, {result['data_ops']:4d} ops)  "
+                f"{arch:8s} {mode:4s} {name:16s} {result['ms']:9.1f} ms/it (CPU {result['cpu_ms']:9.1f} ms; "
+                f"data path {result['data_ms']:7.1f} ms, {result['data_ops']:4d} ops)  "
                 f"{result['ops']:5d} ops/it{on_device}"
             )
         summary.append(f"{arch} {mode} " + compare(results["per-image"], results["soundsup"]))

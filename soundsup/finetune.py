@@ -100,7 +100,7 @@ class FinetuneConfig:
     reinit: bool = True
     batchnorm: str = "frozen"  # 'frozen' | 'train'
     log_every: int = 100
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 5000
     precision: str = "auto"  # 'auto' | 'bf16' | 'fp32'
 
     def __post_init__(self) -> None:

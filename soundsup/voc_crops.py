@@ -19,8 +19,10 @@ implementations of that filter, equal up to float rounding:
 - ``batched``: the same filter as two weight matrices per image, (crop_size, S) for the rows
   and for the columns, built on the device from the taps computed on the host, applied by two
   batched matmuls to one gathered S x S window per image (S: the largest side in the batch).
-  About 20 dispatched ops per batch whatever its size, so that a GPU does not wait on
-  per-image launches; on a CPU the dense matmuls cost more than the loop.
+  About 40 dispatched ops per batch whatever its size (the loop: 7 per image), so that a GPU
+  does not wait on per-image launches; on a CPU the dense matmuls cost 2-3x the loop.
+  It relies on full-fp32 matmuls (PyTorch's default; with TF32 allowed the crops would be
+  rounded to ~3 significant digits).
 
 ``auto`` picks ``batched`` on CUDA and ``loop`` elsewhere (benchmarks/bench_finetune.py
 measures both). Nothing here reads a device tensor on the host, and host-to-device copies go

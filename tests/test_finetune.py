@@ -435,6 +435,43 @@ def test_antialias_taps_are_pytorchs():
         np.testing.assert_allclose(weights[0].sum(-1), 1, atol=1e-6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_a_training_step_never_waits_for_the_device(photos):
+    """The batched cutter, labels on the device, the forward, backward, clipping and fused SGD
+    of one iteration run without a single host-device synchronisation; and crop like the CPU."""
+    from soundsup.finetune import EpochOrder, _forward, _optimizer
+    from soundsup.voc_crops import place_pixels
+
+    cuda = torch.device("cuda")
+    packed = pack_images(photos)
+    config = FinetuneConfig(batch_size=16)
+    cutter = CropCutter(place_pixels(packed.pixels, cuda), packed.sizes, 227, 0.5, 2.0, cuda)
+    assert cutter.method == "batched"
+    reference = CropCutter(torch.from_numpy(packed.pixels), packed.sizes, 227, 0.5, 2.0, CPU, "loop")
+    rows = EpochOrder(len(photos), 16, 0).rows(1)
+    on_gpu, _ = cutter(rows, torch.Generator().manual_seed(3))
+    on_cpu, _ = reference(rows, torch.Generator().manual_seed(3))
+    assert ((on_gpu.cpu() - on_cpu) * STD * 255).abs().max() < 0.01
+    labels = torch.from_numpy(np.ones((len(photos), 20), np.int8)).to(cuda)
+    model = build_model("alexnet", 1000, 64)
+    prepare_model(model, "all", config, torch.Generator().manual_seed(0))
+    model.to(cuda, memory_format=torch.channels_last)
+    optimizer = _optimizer(model, config)
+    generator = torch.Generator().manual_seed(0)
+    for iteration in (1, 2, 3):  # the first allocates (pinned blocks, cuBLAS workspaces)
+        torch.cuda.set_sync_debug_mode("error" if iteration == 3 else "default")
+        try:
+            batch, rows_on_device = cutter(EpochOrder(len(photos), 16, 0).rows(iteration), generator)
+            loss = masked_bce(_forward(model, batch, cuda, torch.bfloat16), labels[rows_on_device])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item()
+
+
 # --- small pieces ---------------------------------------------------------------------
 
 
