@@ -50,7 +50,7 @@ def test_bench_finetune_compares_the_loops_in_every_case():
     )
     for case in ("alexnet  head", "alexnet  all ", "resnet18 head", "resnet18 all "):
         for pipeline in ("per-image", "soundsup", "soundsup batched"):
-            pattern = rf"{case} {pipeline}\s+[\d.]+ ms/it \(data path"
+            pattern = rf"{case} {pipeline}\s+[\d.]+ ms/it \(CPU\s+[\d.]+ ms; data path"
             assert any(re.match(pattern, line) for line in lines), (case, pipeline)
     summary = lines[-1]
     assert summary.startswith("bench_finetune (cpu, 64 px, batch 4)")
