@@ -1,4 +1,6 @@
-# Downstream evaluation: fine-tune each model on VOC 2007 trainval, score the test set.
+# Downstream evaluation: fine-tune each model on VOC 2007 trainval, score the test set. GPU-tagged;
+# resumes after preemption from the checkpoint beside its outputs (not an output itself, so it
+# survives a failed job; the job removes it once the outputs are written).
 
 
 # Runs where snakemake runs (localrules): compute nodes often have no internet.
@@ -48,5 +50,6 @@ rule finetune_voc:
         voc=params_of("voc", exclude=VOC_KEYS_NOT_FINETUNING),
         backbone=backbone_params,
         voc_root=lambda wildcards, input: voc_root_of(input.voc[0]),
+        checkpoint="results/voc/{model}/{mode}/seed{seed}/checkpoint.pt",
     script:
         "../workflow_scripts/finetune_voc.py"

@@ -21,10 +21,10 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -249,3 +249,51 @@ def write_meta(
     }
     write_json(meta_path, payload)
     return meta_path
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in the chain of ``error`` (itself, its cause, its context)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an ``OSError`` of the block as one that names ``path`` and its cause.
+
+    A full disk reads ``[Errno 28] cannot write results/x.npy: No space left on device
+    (ENOSPC)``; the errno is kept, so callers can still tell the causes apart. Writers that
+    turn the ``OSError`` into another exception (``torch.save`` raises a ``RuntimeError`` about
+    the zip stream while handling it) are seen through.
+    """
+    try:
+        yield
+    except Exception as error:
+        cause = _os_error_in(error)
+        if cause is None:
+            if isinstance(error, OSError):
+                raise OSError(f"cannot write {path}: {error}") from error
+            raise
+        code = errno.errorcode.get(cause.errno, "unknown errno")
+        raise OSError(cause.errno, f"cannot write {path}: {cause.strerror} ({code})") from error
+
+
+def write_durably(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` atomically and durably: ``write(handle)`` fills a temporary file beside it,
+    which is flushed, fsynced and renamed onto ``path``.
+
+    Any failure (a full disk included, which may only show at flush or fsync) leaves ``path``
+    as it was, removes the temporary file and raises an ``OSError`` naming ``path`` and the
+    cause (see :func:`naming_write_errors`). ``write`` must write through ``handle.write``
+    (numpy's ``tofile`` fast path loses the errno: serialise arrays to bytes first).
+    """
+    with naming_write_errors(path), atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -24,6 +24,7 @@ import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -222,6 +223,14 @@ def _checked_id(image_id: str) -> str:
     return image_id
 
 
+def _shrunk_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) after shrinking so that the longer side is at most ``max_side``."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def load_image(path: Path, max_side: int | None) -> np.ndarray:
     """One RGB image (H, W, 3) uint8, shrunk (bilinear, antialiased) so max(H, W) <= ``max_side``."""
     try:
@@ -232,11 +241,24 @@ def load_image(path: Path, max_side: int | None) -> np.ndarray:
         raise FileNotFoundError(f"VOC image {path} does not exist") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise VOCFormatError(f"VOC image {path} cannot be decoded ({error})") from error
-    if max_side is not None and max(rgb.size) > max_side:
-        scale = max_side / max(rgb.size)
-        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    size = _shrunk_size(rgb.width, rgb.height, max_side)
+    if size != rgb.size:
         rgb = rgb.resize(size, Image.Resampling.BILINEAR)
     return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
+
+
+def _image_paths(voc_root: str | Path, ids: Sequence[str]) -> list[Path]:
+    folder = Path(voc_root) / "JPEGImages"
+    return [folder / f"{_checked_id(image_id)}.jpg" for image_id in ids]
+
+
+def _parallel_map(function, items: Sequence, n_threads: int) -> list:
+    """``[function(item) for item in items]`` on ``n_threads`` threads (Pillow, numpy and hashlib
+    release the GIL for the heavy part)."""
+    if n_threads <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        return list(pool.map(function, items))
 
 
 def load_images(
@@ -250,12 +272,109 @@ def load_images(
     """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be positive or None; got {max_side}")
-    folder = Path(voc_root) / "JPEGImages"
-    paths = [folder / f"{_checked_id(image_id)}.jpg" for image_id in ids]
-    if n_threads <= 1:
-        return [load_image(path, max_side) for path in paths]
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        return list(pool.map(lambda path: load_image(path, max_side), paths))
+    paths = _image_paths(voc_root, ids)
+    return _parallel_map(lambda path: load_image(path, max_side), paths, n_threads)
+
+
+@dataclass(frozen=True)
+class PackedImages:
+    """Images of different sizes in one zero-padded array, as fine-tuning crops them.
+
+    ``pixels`` (N, H_max, W_max, 3) uint8 holds image i in ``pixels[i, :H_i, :W_i]``; ``sizes``
+    (N, 2) int64 holds (H_i, W_i); ``digest`` is the SHA-256 (hex) of every image's own pixels
+    and size, in order (what a fine-tuning checkpoint is checked against).
+    """
+
+    pixels: np.ndarray
+    sizes: np.ndarray
+    digest: str
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def image(self, index: int) -> np.ndarray:
+        """Image ``index`` (H_i, W_i, 3) uint8, a view into ``pixels``."""
+        height, width = self.sizes[index]
+        return self.pixels[index, :height, :width]
+
+
+def _combined_digest(sizes: np.ndarray, digests: Sequence[bytes]) -> str:
+    combined = hashlib.sha256(np.ascontiguousarray(sizes, dtype=np.int64).tobytes())
+    for digest in digests:
+        combined.update(digest)
+    return combined.hexdigest()
+
+
+def _pixel_digest(image: np.ndarray) -> bytes:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(image)).cast("B")).digest()
+
+
+def pack_images(images: Sequence[np.ndarray]) -> PackedImages:
+    """Pack (H_i, W_i, 3) uint8 arrays into one :class:`PackedImages` (copies them)."""
+    if not len(images):
+        raise ValueError("no images to pack")
+    for index, image in enumerate(images):
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3):
+            raise ValueError(f"image {index}: expected an (H, W, 3) uint8 array, got {_describe(image)}")
+        if image.shape[2] != 3 or min(image.shape[:2]) < 1:
+            raise ValueError(f"image {index}: expected an (H, W, 3) uint8 array, got {_describe(image)}")
+    sizes = np.array([image.shape[:2] for image in images], dtype=np.int64)
+    pixels = np.zeros((len(images), *sizes.max(axis=0), 3), dtype=np.uint8)
+    for index, image in enumerate(images):
+        pixels[index, : image.shape[0], : image.shape[1]] = image
+    return PackedImages(pixels, sizes, _combined_digest(sizes, [_pixel_digest(image) for image in images]))
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__
+
+
+def _header_size(path: Path, max_side: int | None) -> tuple[int, int]:
+    """(height, width) that :func:`load_image` will return for ``path``, from the file header."""
+    try:
+        with Image.open(path) as image:
+            width, height = _shrunk_size(image.width, image.height, max_side)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"VOC image {path} does not exist") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise VOCFormatError(f"VOC image {path} cannot be decoded ({error})") from error
+    return height, width
+
+
+def load_packed_images(
+    voc_root: str | Path, ids: Sequence[str], max_side: int | None, n_threads: int = 1
+) -> PackedImages:
+    """``JPEGImages/<id>.jpg`` for each id, decoded once, straight into a :class:`PackedImages`.
+
+    The sizes come from the file headers first, so the padded array is allocated once and each
+    of ``n_threads`` decoders writes its images into their slots (no second copy of the data
+    set). Shrinking to ``max_side``, the errors and the pixels are those of :func:`load_images`.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be positive or None; got {max_side}")
+    if not len(ids):
+        raise ValueError(f"no image ids to load from {voc_root}")
+    paths = _image_paths(voc_root, ids)
+    sizes = np.array(_parallel_map(lambda path: _header_size(path, max_side), paths, n_threads), np.int64)
+    pixels = np.zeros((len(paths), *sizes.max(axis=0), 3), dtype=np.uint8)
+
+    def decode(index: int) -> bytes:
+        image = load_image(paths[index], max_side)
+        if image.shape[:2] != tuple(sizes[index]):
+            raise VOCFormatError(
+                f"VOC image {paths[index]}: decodes to {image.shape[:2]}, "
+                f"its header says {tuple(sizes[index])}"
+            )
+        pixels[index, : image.shape[0], : image.shape[1]] = image
+        return _pixel_digest(image)
+
+    digests = _parallel_map(decode, range(len(paths)), n_threads)
+    log.info(
+        "decoded %d images from %s into %s uint8 (%d threads)", len(paths), voc_root, pixels.shape, n_threads
+    )
+    return PackedImages(pixels, sizes, _combined_digest(sizes, digests))
 
 
 def _int_field(node: ElementTree.Element, tag: str, path: Path) -> int:

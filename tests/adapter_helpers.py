@@ -16,7 +16,11 @@ SCRIPTS = REPO / "workflow_scripts"
 class Job(dict):
     """Snakemake's job object as the adapters use it: attributes, and a dict for the wildcards."""
 
-    __getattr__ = dict.__getitem__
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 @contextmanager

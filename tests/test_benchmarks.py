@@ -47,3 +47,19 @@ def test_bench_memory_measures_both_loading_paths():
     for path in ("imports only", "ours", "baseline"):
         assert any(re.match(rf"{path}\s+peak RSS\s+[\d.]+ GB = [\d.]+x the frames", line) for line in lines)
     assert re.match(r"RESULT bench_memory: [\d.]+ GB of frames; peak RSS ours [\d.]+ GB = [\d.]+x", lines[-1])
+
+
+def test_bench_finetune_compares_the_loops_in_every_case():
+    lines = run_benchmark(
+        "bench_finetune.py",
+        *("--images", "6", "--max-side", "80", "--crop", "64", "--batch-size", "4", "--fc-width", "16"),
+        *("--iterations", "1", "--rounds", "1", "--threads", "1"),
+    )
+    for case in ("alexnet  head", "alexnet  all ", "resnet18 head", "resnet18 all "):
+        for pipeline in ("per-image", "soundsup", "soundsup batched"):
+            pattern = rf"{case} {pipeline}\s+[\d.]+ ms/it \(CPU\s+[\d.]+ ms; data path"
+            assert any(re.match(pattern, line) for line in lines), (case, pipeline)
+    summary = lines[-1]
+    assert summary.startswith("bench_finetune (cpu, 64 px, batch 4)")
+    comparisons = re.findall(r"\d+ -> \d+ ops/it \([\d.]+x fewer\), \d+ -> \d+ ms/it \([\d.]+x\)", summary)
+    assert len(comparisons) == 8  # soundsup and the batched cutter, in each of the four cases

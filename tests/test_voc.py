@@ -15,6 +15,8 @@ from soundsup.voc import (
     file_md5,
     labels_from_annotations,
     load_images,
+    load_packed_images,
+    pack_images,
     read_annotation,
     read_labels,
     unpack_voc,
@@ -170,6 +172,60 @@ def test_missing_and_corrupt_images_are_named(voc_root):
         load_images(voc_root, ["000007"], max_side=500)
     with pytest.raises(ValueError, match="bad VOC image id"):
         load_images(voc_root, ["../000005"], max_side=500)
+
+
+def test_packed_images_hold_the_same_pixels_decoded_once(voc_root):
+    ids = IDS["trainval"]
+    for max_side in (None, 100):
+        images = load_images(voc_root, ids, max_side=max_side)
+        packed = load_packed_images(voc_root, ids, max_side=max_side, n_threads=2)
+        assert packed.pixels.shape == (4, *np.max([image.shape[:2] for image in images], axis=0), 3)
+        assert packed.sizes.tolist() == [list(image.shape[:2]) for image in images]
+        for index, (image, (height, width)) in enumerate(zip(images, packed.sizes, strict=True)):
+            np.testing.assert_array_equal(packed.image(index), image)
+            assert (
+                packed.pixels[index, height:].max(initial=0)
+                == packed.pixels[index, :, width:].max(initial=0)
+                == 0
+            )
+        # one thread gives the same array and digest
+        serial = load_packed_images(voc_root, ids, max_side=max_side, n_threads=1)
+        np.testing.assert_array_equal(serial.pixels, packed.pixels)
+        assert serial.digest == packed.digest == pack_images(images).digest
+
+
+def test_the_digest_tells_any_pixel_or_size_apart():
+    rng = np.random.default_rng(0)
+    images = [
+        rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
+        rng.integers(0, 256, (6, 4, 3), dtype=np.uint8),
+    ]
+    digest = pack_images(images).digest
+    changed = [image.copy() for image in images]
+    changed[1][5, 3, 2] ^= 1
+    assert pack_images(changed).digest != digest
+    assert pack_images(images[::-1]).digest != digest
+    reshaped = [images[0].reshape(7, 5, 3), images[1]]  # the same bytes in another shape
+    assert pack_images(reshaped).digest != digest
+    with pytest.raises(ValueError, match="image 1: expected an"):
+        pack_images([images[0], images[1].astype(np.float32)])
+    with pytest.raises(ValueError, match="no images"):
+        pack_images([])
+
+
+def test_packed_loading_names_bad_files(voc_root):
+    (voc_root / "JPEGImages" / "000009.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="000009.jpg"):
+        load_packed_images(voc_root, IDS["trainval"], max_side=500, n_threads=2)
+    whole = (voc_root / "JPEGImages" / "000012.jpg").read_bytes()
+    (voc_root / "JPEGImages" / "000009.jpg").write_bytes(whole[: len(whole) // 2])  # header intact
+    with pytest.raises(VOCFormatError, match="000009.jpg"):
+        load_packed_images(voc_root, IDS["trainval"], max_side=500, n_threads=2)
+    (voc_root / "JPEGImages" / "000009.jpg").write_bytes(b"GIF89a not really")
+    with pytest.raises(VOCFormatError, match="000009.jpg"):
+        load_packed_images(voc_root, IDS["trainval"], max_side=500)
+    with pytest.raises(ValueError, match="no image ids"):
+        load_packed_images(voc_root, [], max_side=500)
 
 
 def test_annotation_objects_agree_with_labels(voc_root):

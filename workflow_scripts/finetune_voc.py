@@ -1,8 +1,5 @@
 """Adapter of rule finetune_voc: one model, one mode, one seed -> per-class VOC 2007 AP."""
 
-import json
-import logging
-
 from _common import run, settings
 
 
@@ -10,64 +7,27 @@ def main(snakemake) -> None:
     from soundsup.gpu import claim_gpu
 
     claim_gpu()  # a card of its own on a workstation; SLURM's choice is kept
-    import numpy as np
-
     from soundsup.config import build_settings
-    from soundsup.device import pick_device, retain_freed_host_memory, seed_everything, set_threads
-    from soundsup.finetune import FinetuneConfig, finetune_voc, load_backbone
-    from soundsup.io import save_npy, write_meta, write_text
-    from soundsup.metrics import average_precision_table, mean_ap
-    from soundsup.voc import load_images, read_labels
+    from soundsup.device import pick_device
+    from soundsup.finetune import FinetuneConfig
+    from soundsup.finetune_job import run_finetune_job
 
-    log = logging.getLogger("soundsup.rule.finetune_voc")
-    set_threads(snakemake.threads)
-    retain_freed_host_memory()  # training re-allocates the same big buffers every step
-    seed = int(snakemake.wildcards.seed)
-    mode = snakemake.wildcards.mode
-    config = build_settings(FinetuneConfig, settings(snakemake, "voc"))
-    voc_root = snakemake.params.voc_root
-
-    train_ids, train_labels = read_labels(voc_root, "trainval")
-    test_ids, test_labels = read_labels(voc_root, "test")
-    train_images = load_images(voc_root, train_ids, config.max_side)
-    test_images = load_images(voc_root, test_ids, config.max_side)
-    log.info("VOC: %d trainval, %d test images from %s", len(train_ids), len(test_ids), voc_root)
-
-    backbone = snakemake.params.backbone
-    seed_everything(seed)
-    model = load_backbone(
-        backbone["init"] if backbone["init"] != "sound" else "pretext",
-        arch=backbone["arch"],
-        fc_width=backbone.get("fc_width", 4096),
+    params = snakemake.params
+    run_finetune_job(
+        voc_root=params.voc_root,
+        mode=snakemake.wildcards.mode,
+        seed=int(snakemake.wildcards.seed),
+        config=build_settings(FinetuneConfig, settings(snakemake, "voc")),
+        backbone=params.backbone,
         model_path=snakemake.input.model or None,
-        imagenet_weights=backbone.get("weights"),
-    )
-    device = pick_device(snakemake.config["device"])
-    scores, history = finetune_voc(model, train_images, train_labels, test_images, mode, config, seed, device)
-    table = average_precision_table(test_labels, scores)
-    log.info(
-        "%s %s seed %d: mAP %.2f (step), %.2f (VOC07 11-point)",
-        snakemake.wildcards.model,
-        mode,
-        seed,
-        100 * mean_ap(table),
-        100 * table["ap_voc07"].mean(),
-    )
-
-    pretext = json.loads(open(snakemake.input.meta).read()) if snakemake.input.meta else {}
-    save_npy(snakemake.output.scores, np.asarray(scores, dtype=np.float32))
-    write_text(snakemake.output.ap, table.to_csv(index=False))
-    write_meta(
-        snakemake.output.ap,
-        {"voc": snakemake.params.voc, "backbone": backbone, "pretext": pretext.get("config")},
-        seed=seed,
-        model=snakemake.wildcards.model,
-        mode=mode,
-        n_pretext_pairs=pretext.get("n_pretext_pairs"),
-        n_trainval=len(train_ids),
-        n_test=len(test_ids),
-        device=str(device),
-        history=history,
+        pretext_meta_path=snakemake.input.meta or None,
+        scores_path=snakemake.output.scores,
+        ap_path=snakemake.output.ap,
+        checkpoint_path=params.checkpoint,
+        config_slice=params.voc,
+        model_name=snakemake.wildcards.model,
+        device=pick_device(snakemake.config["device"]),
+        n_threads=snakemake.threads,
     )
 
 
