@@ -49,8 +49,9 @@ rule select_segments:
 
 
 # What is fetched is the selection and the cut (max_height, reencode: the cache folder); where
-# from and how (source, url_template, local_dir, concurrency, timeouts, retries, rate limit,
-# cookies, proxy) are x-rerun false in the schema: the adapter reads them from the config.
+# from and how (source, url_template, local_dir, folder.path, concurrency, timeouts, retries,
+# rate limit, cookies, proxy) are x-rerun false in the schema: the adapter reads them from the
+# config. World folder: each shard reads its own segments (scan_folder), not the selection.
 # Nothing of the pairs section reaches this rule: a cached clip is valid when it covers its
 # segment, whatever the pair window.
 if config["download"]["on_submit_host"]:

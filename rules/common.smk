@@ -109,6 +109,7 @@ if WORLD == "folder":
         config["folder"]["extensions"],
         config["shards"],
         config["folder"]["labels"],
+        work_dir=Path.cwd(),
     )
 
 

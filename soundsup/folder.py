@@ -79,6 +79,7 @@ SELECTION_COLUMNS = (
 MAX_LISTED = 10
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _DECODED_TIME = re.compile(r"time=\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_MOVING_PICTURE = re.compile(r"Stream #0:\d+[^\n]*?: Video: (?![^\n]*attached pic)")
 _UNREADABLE = re.compile(
     r"invalid data found|moov atom not found|error opening input|could not find codec parameters"
     r"|end of file|no such file|permission denied|unknown format",
@@ -165,13 +166,29 @@ def _listed(items: list[str]) -> str:
     return shown + (f"; ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
 
 
-def scan_folder(root: str | Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> FolderScan:
-    """Every video under ``root`` (see the module documentation); raise :class:`FolderError`
-    naming each symbolic link, special file, unreadable folder or non-UTF-8 name met."""
+WORKFLOW_FOLDERS = ("results", "resources", "logs")
+"""What the workflow writes in its working directory (clips among them): never videos of the folder."""
+
+
+def workflow_folders(work_dir: str | Path) -> frozenset[Path]:
+    """The folders a scan must skip when the workflow runs in ``work_dir``: its outputs (a cached
+    clip is no video of yours; scanning it would feed each run's clips into the next), and
+    ``work_dir`` itself when it lies inside the folder."""
+    work_dir = Path(work_dir).resolve()
+    return frozenset({work_dir, *(work_dir / name for name in WORKFLOW_FOLDERS)})
+
+
+def scan_folder(
+    root: str | Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS, skip: Iterable[Path] = ()
+) -> FolderScan:
+    """Every video under ``root`` (see the module documentation), the folders ``skip`` (absolute)
+    left out; raise :class:`FolderError` naming each symbolic link, special file, unreadable
+    folder or non-UTF-8 name met."""
     folder = Path(root)
     if not folder.is_dir():
         raise FolderError(f"folder.path {str(root)!r} is not a folder")
     folder = folder.resolve()
+    skipped = {Path(path).resolve() for path in skip} - {folder}
     wanted = {extension.lower().lstrip(".") for extension in extensions}
     videos: list[VideoFile] = []
     ignored: list[str] = []
@@ -203,7 +220,10 @@ def scan_folder(root: str | Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS
                         ignored.append(relative)
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    pending.append((Path(entry.path), relative + "/"))
+                    if Path(entry.path) in skipped:
+                        log.info("%s: the workflow's own folder, skipped", relative)
+                    else:
+                        pending.append((Path(entry.path), relative + "/"))
                     continue
                 if _extension(entry.name) not in wanted:
                     ignored.append(relative)
@@ -340,6 +360,7 @@ def probe_video(path: str | Path, timeout_s: float = 300) -> dict:
     stderr = result.stderr.decode("utf-8", errors="replace")
     streams = parse_streams(stderr)
     info.update({key: streams[key] for key in ("has_video", "has_audio", "width", "height")})
+    info["has_video"] = _MOVING_PICTURE.search(stderr) is not None  # cover art is no video
     if not (info["has_video"] or info["has_audio"]):
         unreadable = [line.strip() for line in stderr.splitlines() if _UNREADABLE.search(line)]
         info["error"] = (unreadable or ["ffmpeg finds no audio or video stream in it"])[0][:300]
@@ -437,13 +458,18 @@ class FolderSnapshot:
 
 
 def folder_snapshot(
-    root: str | Path, extensions: Iterable[str], n_shards: int, labels: str | Path | None = None
+    root: str | Path,
+    extensions: Iterable[str],
+    n_shards: int,
+    labels: str | Path | None = None,
+    work_dir: str | Path | None = None,
 ) -> FolderSnapshot:
-    """Scan ``root`` (metadata only) and list each shard's videos with their labels.
+    """Scan ``root`` (metadata only; :func:`workflow_folders` of ``work_dir`` skipped) and list
+    each shard's videos with their labels.
 
     Raises :class:`FolderError` as :func:`scan_folder` and :func:`read_labels_csv` do.
     """
-    scan = scan_folder(root, extensions)
+    scan = scan_folder(root, extensions, workflow_folders(work_dir) if work_dir is not None else ())
     labels_of, _ = video_labels(scan.videos, labels)
     shards: dict[int, list[list]] = {shard: [] for shard in range(n_shards)}
     for video in scan.videos:

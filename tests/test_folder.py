@@ -177,6 +177,24 @@ def test_links_special_files_and_odd_names_are_refused_by_name(tmp_path):
     assert [video.path for video in scan_folder(tmp_path / "alias").videos] == ["fine.mp4"]
 
 
+def test_the_workflow_s_own_folders_are_never_videos(tmp_path):
+    # Running the workflow inside the video folder must not feed its cached clips back as videos.
+    root = tmp_path / "videos"
+    make_video(root / "mine.mp4", seconds=4)
+    for name in ("resources/clips/360p-reencode/abc_0.mp4", "results/x.mp4", "run/resources/clips/c.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"clip")
+    listed = folder_snapshot(root, DEFAULT_EXTENSIONS, 1, work_dir=root).shards[0]
+    assert [entry[0] for entry in listed] == ["mine.mp4", "run/resources/clips/c.mp4"]
+    inside = folder_snapshot(root, DEFAULT_EXTENSIONS, 1, work_dir=root / "run").shards[0]
+    assert [entry[0] for entry in inside] == [
+        "mine.mp4",
+        "resources/clips/360p-reencode/abc_0.mp4",
+        "results/x.mp4",
+    ]
+    assert len(scan_folder(root).videos) == 4  # a plain scan skips nothing
+
+
 # ----------------------------------------------------------------------------------------------
 # Probing, segments, failures
 
@@ -245,6 +263,21 @@ def test_a_container_without_duration_is_timed_by_decoding(tmp_path):
     info = probe_video(video)
     assert info["seconds"] == pytest.approx(12.0, abs=0.05) and info["has_audio"] and info["has_video"]
     assert segments_of(tmp_path)[["start", "end"]].values.tolist() == [[0.0, 10.0]]
+
+
+def test_cover_art_is_no_video(tmp_path):
+    song = tmp_path / "song with cover.mp4"
+    command = [
+        ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=8",
+        "-f", "lavfi", "-i", "color=red:size=32x32", "-map", "0:a", "-map", "1:v", "-frames:v", "1",
+        "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic", str(song),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    assert (
+        "attached pic"
+        in subprocess.run([ffmpeg_binary(), "-i", str(song)], capture_output=True, text=True).stderr
+    )
+    assert segments_of(tmp_path)["scan_reason"].tolist() == ["no_video"]
 
 
 def test_a_probe_past_its_timeout_is_a_timeout(library):

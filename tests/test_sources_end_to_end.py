@@ -131,6 +131,12 @@ def test_folder_pairs_and_clusters_name_their_videos(folder_run):
     assert summary["n_pairs"] == len(index) and summary["n_used"] > 0
 
 
+def test_the_folder_workflow_lints_clean(folder_run):
+    workdir, _, config = folder_run
+    result = snakemake(workdir, config, "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
 def test_what_a_change_of_the_folder_reruns(folder_run, tmp_path):
     finished, videos, _ = folder_run
     workdir, moved = tmp_path / "run", tmp_path / "moved videos"
@@ -239,6 +245,8 @@ def test_vggsound_clips_come_through_yt_dlp_and_failures_are_reported(vggsound_r
     assert summary["n_pairs"] == len(index) == 10
 
 
-def test_vggsound_run_is_complete(vggsound_run):
+def test_vggsound_run_is_complete_and_lints_clean(vggsound_run):
     workdir, config, _ = vggsound_run
     assert planned_jobs(workdir, config, *TARGETS) == {}
+    result = snakemake(workdir, config, "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
