@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from soundsup.audioset import (
@@ -211,29 +212,41 @@ def select_vggsound(
     Returns columns ``ytid, start, end, labels, shard`` sorted by ``(shard, ytid, start)``.
     """
     frame = segments[segments["split"].isin(config.splits)]
-    present = set(frame["labels"].map(_folded))
+    folded = frame["labels"].str.casefold()  # the labels are label_text already
+    present = set(folded)
     _warn_unknown(config.include_labels, present, "include_labels")
     _warn_unknown(config.exclude_labels, present, "exclude_labels")
+    wanted = {_folded(name) for name in config.include_labels}
+    unwanted = {_folded(name) for name in config.exclude_labels}
+    # Most segments are listed once, with one label: vectorised; the repeated ones merged first.
+    repeated = frame.duplicated(["ytid", "start"], keep=False).to_numpy()
+    single = frame[~repeated]
+    keep = np.ones(len(single), dtype=bool)
+    if wanted:
+        keep &= folded[~repeated].isin(wanted).to_numpy()
+    if unwanted:
+        keep &= ~folded[~repeated].isin(unwanted).to_numpy()
     merged = (
-        frame.groupby(["ytid", "start"], sort=False, as_index=False)
+        frame[repeated]
+        .groupby(["ytid", "start"], sort=False, as_index=False)
         .agg(end=("end", "max"), labels=("labels", lambda texts: ",".join(dict.fromkeys(texts))))
-        .loc[:, ["ytid", "start", "end", "labels"]]
     )
-    if len(merged) < len(frame):
-        log.info("%d repeated (id, start) rows merged, their labels kept together", len(frame) - len(merged))
-    label_sets = merged["labels"].map(lambda labels: {_folded(label) for label in labels.split(",")})
-    keep = pd.Series(True, index=merged.index)
-    if config.include_labels:
-        wanted = {_folded(name) for name in config.include_labels}
-        keep &= label_sets.map(lambda labels: bool(labels & wanted))
-    if config.exclude_labels:
-        unwanted = {_folded(name) for name in config.exclude_labels}
-        keep &= ~label_sets.map(lambda labels: labels <= unwanted)
+    label_sets = [{label.casefold() for label in labels.split(",")} for labels in merged["labels"]]
+    keep_merged = np.array(
+        [
+            (not wanted or bool(labels & wanted)) and not (unwanted and labels <= unwanted)
+            for labels in label_sets
+        ],
+        dtype=bool,
+    )
+    if len(merged):
+        log.info("%d segments listed more than once: their labels kept together", len(merged))
+    columns = ["ytid", "start", "end", "labels"]
+    kept = pd.concat([single.loc[keep, columns], merged.loc[keep_merged, columns]], ignore_index=True)
     log.info(
-        "vggsound: %d rows, %d in splits %s (%d segments), %d pass the labels",
-        len(segments), len(frame), list(config.splits), len(merged), int(keep.sum()),
+        "vggsound: %d rows, %d in splits %s, %d segments pass the labels",
+        len(segments), len(frame), list(config.splits), len(kept),
     )  # fmt: skip
-    merged = merged[keep]
     plain = SelectConfig(n_segments=select.n_segments, include_labels=(), exclude_labels=[],
                          min_duration_s=select.min_duration_s)  # fmt: skip
-    return select_segments(merged, None, plain, n_shards=n_shards, seed=seed)
+    return select_segments(kept, None, plain, n_shards=n_shards, seed=seed)

@@ -47,3 +47,16 @@ def test_bench_memory_measures_both_loading_paths():
     for path in ("imports only", "ours", "baseline"):
         assert any(re.match(rf"{path}\s+peak RSS\s+[\d.]+ GB = [\d.]+x the frames", line) for line in lines)
     assert re.match(r"RESULT bench_memory: [\d.]+ GB of frames; peak RSS ours [\d.]+ GB = [\d.]+x", lines[-1])
+
+
+def test_bench_sources_measures_the_scan_planning_and_the_csv():
+    lines = run_benchmark("bench_sources.py", "--videos", "50", "--shards", "2", "--rows", "500")
+    assert any(
+        re.match(r"scan of 50 videos: os.walk \+ lstat [\d.]+ s, folder_snapshot [\d.]+ s", line)
+        for line in lines
+    )
+    assert re.match(
+        r"RESULT bench_sources: scan [\d.]+ s for 50 videos = [\d.]+x os.walk; planning [+-][\d.]+ s; "
+        r"VGGSound 500 rows read in [\d.]+ s = [\d.]+x pandas.read_csv unchecked",
+        lines[-1],
+    )
