@@ -4,7 +4,7 @@
    :func:`soundsup.folder.folder_snapshot` on a tree of N empty video files, against
    ``os.walk`` + ``lstat`` of the same tree (the floor of any scan), in the same run.
 2. What those N videos add to planning: ``snakemake -n`` of a folder config over the tree,
-   against the same config over an empty folder.
+   against the same config over a folder of one video.
 3. Reading the VGGSound CSV: :func:`soundsup.vggsound.read_vggsound` (validation, quoting,
    line numbers) on R rows in the published format, against ``pandas.read_csv`` of the same
    file without any check, and :func:`select_vggsound` on the result.
@@ -92,18 +92,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sources-") as scratch:
         scratch = Path(scratch)
-        tree, empty = scratch / "videos", scratch / "empty"
+        tree, single = scratch / "videos", scratch / "one video"
         make_tree(tree, args.videos)
-        empty.mkdir()
+        make_tree(single, 1)
         walk = best_of(lambda: walk_and_stat(tree))
         scan = best_of(lambda: folder_snapshot(tree, DEFAULT_EXTENSIONS, args.shards, "folders"))
         print(f"scan of {args.videos} videos: os.walk + lstat {walk:.3f} s, folder_snapshot {scan:.3f} s")
-        (scratch / "run-empty").mkdir()
+        (scratch / "run-one").mkdir()
         (scratch / "run-tree").mkdir()
-        plan_empty = min(plan_seconds(scratch / "run-empty", empty, args.shards) for _ in range(3))
+        plan_one = min(plan_seconds(scratch / "run-one", single, args.shards) for _ in range(3))
         plan_tree = min(plan_seconds(scratch / "run-tree", tree, args.shards) for _ in range(3))
         print(
-            f"snakemake -n, {args.shards} shards: empty folder {plan_empty:.2f} s, "
+            f"snakemake -n, {args.shards} shards: one video {plan_one:.2f} s, "
             f"{args.videos} videos {plan_tree:.2f} s (best of 3)"
         )
 
@@ -122,7 +122,7 @@ def main() -> None:
               f"select_vggsound {selecting:.2f} s")  # fmt: skip
     print(
         f"RESULT bench_sources: scan {scan:.3f} s for {args.videos} videos = {scan / walk:.1f}x os.walk; "
-        f"planning {plan_tree - plan_empty:+.2f} s; VGGSound {args.rows} rows read in {ours:.2f} s "
+        f"planning {plan_tree - plan_one:+.2f} s; VGGSound {args.rows} rows read in {ours:.2f} s "
         f"= {ours / plain:.1f}x pandas.read_csv unchecked"
     )
 

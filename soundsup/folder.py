@@ -467,9 +467,20 @@ def folder_snapshot(
     """Scan ``root`` (metadata only; :func:`workflow_folders` of ``work_dir`` skipped) and list
     each shard's videos with their labels.
 
-    Raises :class:`FolderError` as :func:`scan_folder` and :func:`read_labels_csv` do.
+    Raises :class:`FolderError` as :func:`scan_folder` and :func:`read_labels_csv` do, and
+    when the folder holds no video (a wrong path or extension list).
     """
     scan = scan_folder(root, extensions, workflow_folders(work_dir) if work_dir is not None else ())
+    if not scan.videos:
+        others = (
+            f"; {scan.n_ignored} other files, e.g. {list(scan.ignored_examples[:3])}"
+            if scan.n_ignored
+            else ""
+        )
+        raise FolderError(
+            f"folder.path {str(root)!r} holds no video: no file ends in one of folder.extensions "
+            f"{sorted(extensions)}{others}"
+        )
     labels_of, _ = video_labels(scan.videos, labels)
     shards: dict[int, list[list]] = {shard: [] for shard in range(n_shards)}
     for video in scan.videos:

@@ -144,12 +144,16 @@ def test_scan_is_recursive_and_keeps_only_videos(library):
     assert [video.path for video in only_mkv.videos] == ["birds/nest (2).mkv", "water/empty.mkv"]
 
 
-def test_a_missing_folder_is_named(tmp_path):
+def test_a_missing_folder_or_one_without_videos_is_named(tmp_path):
     with pytest.raises(FolderError, match="nowhere"):
         scan_folder(tmp_path / "nowhere")
     (tmp_path / "file.mp4").write_bytes(b"")
     with pytest.raises(FolderError, match="is not a folder"):
         scan_folder(tmp_path / "file.mp4")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"")
+    with pytest.raises(FolderError, match=r"holds no video.*1 other files, e\.g\. \['a\.jpg'\]"):
+        folder_snapshot(tmp_path / "photos", DEFAULT_EXTENSIONS, 2)
 
 
 def test_links_special_files_and_odd_names_are_refused_by_name(tmp_path):
