@@ -4,8 +4,9 @@ Every regular file under ``folder.path`` (recursively) whose extension is one of
 ``folder.extensions`` is a video; hidden names (``.``) are skipped, other files are ignored and
 counted. Symbolic links are never followed: a link with a video extension, or a link to a
 folder, stops the scan with a :class:`FolderError` that names it (a link can lead out of the
-folder), as do fifos and devices with a video extension, names that are not UTF-8 and folders
-that cannot be read.
+folder), as do fifos and devices with a video extension, names that are not UTF-8, folders
+that cannot be read and a folder without any video. The workflow's own outputs (``results``,
+``resources``, ``logs`` of its working directory, which may lie inside the folder) are skipped.
 
 Ids. A video's id is 11 characters of ``[0-9a-z]``, the base-36 digits of a SHA-256 of its
 relative path (``/``-separated, exactly as the file system spells it): stable across runs and
@@ -21,8 +22,9 @@ duration, the audio is decoded to find it) and cut into consecutive segments of
 ``select.min_duration_s`` is one more, shorter segment. A video with more than
 ``folder.max_segments_per_file`` segments keeps that many, spread evenly over its length. A
 video that gives no segment is one row of the selection with a failure reason of the manifests
-(``corrupt``, ``no_audio``, ``no_video``, ``too_short``, ``timeout``), which the download step
-copies into its shard's manifest.
+(``corrupt``, ``no_audio``, ``no_video``, ``too_short``, ``timeout``; ``unavailable`` for one
+gone since the scan, ``other`` for one replaced by a link), which the download step copies into
+its shard's manifest.
 
 Labels. ``folder.labels``: null (none), ``folders`` (the name of the first-level sub-folder a
 video lies in; videos at the top have none) or the path of a CSV file with a header row naming
@@ -98,8 +100,8 @@ class FolderError(ValueError):
 def check_relative_path(text: str) -> str:
     """``text`` if it is a relative, normalised, ``/``-separated path inside a folder, else raise.
 
-    Refused: empty, absolute (``/x``, ``C:``-less Windows forms are just names), ``.`` or
-    ``..`` or empty components (``a//b``, ``a/``), NUL characters.
+    Refused: empty, absolute (``/x``), ``.``, ``..`` or empty components (``a//b``, ``a/``),
+    NUL characters.
     """
     if not isinstance(text, str) or not text:
         raise ValueError(f"{text!r} is not a relative path")
