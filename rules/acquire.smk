@@ -1,10 +1,33 @@
 # Selection -> download (one job per shard) -> frame/audio pairs (per shard) -> dataset report.
 
 
+if WORLD == "folder":
+
+    # The videos of one shard of the folder, probed and cut into segments (soundsup/folder.py).
+    rule scan_folder:
+        output:
+            segments="results/segments/shard-{shard}.parquet",
+        log:
+            "logs/scan_folder/shard-{shard}.log",
+        benchmark:
+            "results/benchmarks/scan_folder/shard-{shard}.tsv"
+        conda:
+            "../envs/acquire.yaml"
+        threads: 2
+        params:
+            videos=folder_videos,
+            folder=params_of("folder"),
+            min_duration_s=config["select"]["min_duration_s"],
+            shards=config["shards"],
+        script:
+            "../workflow_scripts/scan_folder.py"
+
+
+# The segments of the world: an AudioSet-format CSV filtered by the ontology, the VGGSound CSV
+# filtered by split and label text, or the segments of a folder's shards gathered.
 rule select_segments:
     input:
-        segments=segments_csv(),
-        ontology=ontology_json(),
+        unpack(selection_inputs),
     output:
         selection="results/segments/selection.parquet",
         rejected="results/segments/malformed_lines.csv",
@@ -17,6 +40,7 @@ rule select_segments:
     resources:
         mem_mb=4000,
     params:
+        **selection_source_params(),
         select=config["select"],
         shards=config["shards"],
         seed=config["seed"],
@@ -25,8 +49,9 @@ rule select_segments:
 
 
 # What is fetched is the selection and the cut (max_height, reencode: the cache folder); where
-# from and how (source, url_template, local_dir, concurrency, timeouts, retries, rate limit,
-# cookies, proxy) are x-rerun false in the schema: the adapter reads them from the config.
+# from and how (source, url_template, local_dir, folder.path, concurrency, timeouts, retries,
+# rate limit, cookies, proxy) are x-rerun false in the schema: the adapter reads them from the
+# config. World folder: each shard reads its own segments (scan_folder), not the selection.
 # Nothing of the pairs section reaches this rule: a cached clip is valid when it covers its
 # segment, whatever the pair window.
 if config["download"]["on_submit_host"]:
@@ -37,7 +62,7 @@ if config["download"]["on_submit_host"]:
 
 rule download_clips:
     input:
-        selection="results/segments/selection.parquet",
+        selection=download_selection,
         videos=local_videos(),
     output:
         manifest="results/clips/shard-{shard}.parquet",

@@ -39,7 +39,8 @@ ARCHS = config["pretext"]["arch"]
 MODES = config["voc"]["modes"]
 SEEDS = config["voc"]["seeds"]
 MODELS = model_names(config)
-SYNTHETIC = config["world"] == "synthetic"
+WORLD = config["world"]
+SYNTHETIC = WORLD == "synthetic"
 VOC_ROOT = config["voc"]["root"]
 VOC_READY = [
     f"{VOC_ROOT}/ImageSets/Main/trainval.txt",
@@ -88,6 +89,62 @@ def ontology_json():
     if SYNTHETIC:
         return "resources/audioset/ontology.json"
     return config["audioset"]["ontology_json"] or "resources/audioset/ontology.json"
+
+
+def folder_labels_csv():
+    """The labels CSV of world folder (a rule input), or nothing (no labels, or sub-folder names)."""
+    labels = config["folder"]["labels"]
+    return [] if labels in (None, "folders") else labels
+
+
+# World folder: the folder is scanned (file metadata only) when the workflow starts, and each
+# shard's scan_folder job gets the list of its videos (path, size, time, labels) as a param: a
+# shard's segments and clips are made again exactly when one of its videos changed, so adding
+# a video reruns one shard and touching the folder reruns nothing (soundsup/folder.py).
+if WORLD == "folder":
+    from soundsup.folder import folder_snapshot
+
+    FOLDER = folder_snapshot(
+        config["folder"]["path"],
+        config["folder"]["extensions"],
+        config["shards"],
+        config["folder"]["labels"],
+        work_dir=Path.cwd(),
+    )
+
+
+def folder_videos(wildcards):
+    """The videos of a shard of the folder, as listed when the workflow started."""
+    return FOLDER.shards[int(wildcards.shard)]
+
+
+def selection_inputs(wildcards):
+    """The files the selection reads: an AudioSet-format CSV and its ontology, the VGGSound CSV,
+    or the segments of every shard of a folder (and its labels CSV)."""
+    if WORLD == "folder":
+        shards = shard_files("results/segments/shard-{shard}.parquet")
+        labels = folder_labels_csv()
+        return {"shards": shards, **({"labels": labels} if labels else {})}
+    if WORLD == "vggsound":
+        return {"segments": config["vggsound"]["csv"]}
+    return {"segments": segments_csv(), "ontology": ontology_json()}
+
+
+def selection_source_params():
+    """select_segments' params that name a source other than AudioSet (none for AudioSet and
+    the synthetic world, whose params stay as they were)."""
+    if WORLD == "folder":
+        return {"source": {"world": "folder"}}
+    if WORLD == "vggsound":
+        return {"source": {"world": "vggsound", "vggsound": params_of("vggsound")}}
+    return {}
+
+
+def download_selection(wildcards):
+    """The selection a shard's download reads: the whole one, or in world folder its shard's."""
+    if WORLD == "folder":
+        return f"results/segments/shard-{wildcards.shard}.parquet"
+    return "results/segments/selection.parquet"
 
 
 def local_videos():

@@ -1,5 +1,6 @@
 # Where the data comes from: the real AudioSet metadata and VOC 2007 (paper), or the embedded
-# synthetic world (demo), which writes the same formats with real codecs.
+# synthetic world (demo), which writes the same formats with real codecs. World folder (one's
+# own videos) and vggsound (its CSV) have no metadata to fetch; they use the real VOC 2007.
 
 if SYNTHETIC:
 
@@ -26,41 +27,44 @@ if SYNTHETIC:
 
 else:
 
-    # Runs where snakemake runs (localrules): compute nodes often have no internet.
-    localrules:
-        fetch_audioset_csv,
-        fetch_ontology,
+    if WORLD == "audioset":
 
-    rule fetch_audioset_csv:
-        output:
-            protected("resources/audioset/{split}_segments.csv"),
-        log:
-            "logs/fetch_audioset_csv/{split}.log",
-        wildcard_constraints:
-            split="eval|balanced_train|unbalanced_train",
-        retries: 2
-        conda:
-            "../envs/acquire.yaml"
-        params:
-            url=lambda wc: config["audioset"]["segments_url"].format(split=wc.split),
-            sha256=config["audioset"]["segments_sha256"],
-        script:
-            "../workflow_scripts/fetch_file.py"
+        # Runs where snakemake runs (localrules): compute nodes often have no internet.
+        localrules:
+            fetch_audioset_csv,
+            fetch_ontology,
 
-    rule fetch_ontology:
-        output:
-            protected("resources/audioset/ontology.json"),
-        log:
-            "logs/fetch_ontology.log",
-        retries: 2
-        conda:
-            "../envs/acquire.yaml"
-        params:
-            url=config["audioset"]["ontology_url"],
-            sha256=None,
-        script:
-            "../workflow_scripts/fetch_file.py"
+        rule fetch_audioset_csv:
+            output:
+                protected("resources/audioset/{split}_segments.csv"),
+            log:
+                "logs/fetch_audioset_csv/{split}.log",
+            wildcard_constraints:
+                split="eval|balanced_train|unbalanced_train",
+            retries: 2
+            conda:
+                "../envs/acquire.yaml"
+            params:
+                url=lambda wc: config["audioset"]["segments_url"].format(split=wc.split),
+                sha256=config["audioset"]["segments_sha256"],
+            script:
+                "../workflow_scripts/fetch_file.py"
 
+        rule fetch_ontology:
+            output:
+                protected("resources/audioset/ontology.json"),
+            log:
+                "logs/fetch_ontology.log",
+            retries: 2
+            conda:
+                "../envs/acquire.yaml"
+            params:
+                url=config["audioset"]["ontology_url"],
+                sha256=None,
+            script:
+                "../workflow_scripts/fetch_file.py"
+
+    # World folder and vggsound evaluate on the real VOC 2007 too.
     if config["voc"]["download"]:
 
         localrules:

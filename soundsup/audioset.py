@@ -512,21 +512,27 @@ def _sorted_unique(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_segments(
-    segments: pd.DataFrame, ontology: dict, config: SelectConfig, n_shards: int, seed: int
+    segments: pd.DataFrame, ontology: dict | None, config: SelectConfig, n_shards: int, seed: int
 ) -> pd.DataFrame:
     """Filter by labels and duration, draw a seeded sample, assign shards.
 
     Returns columns ``ytid, start, end, labels, shard`` sorted by ``(shard, ytid, start)``.
     Rows with an invalid id or times and repeated ``(ytid, start)`` pairs are dropped; the
     sample is drawn from the rows in ``(ytid, start)`` order, so it does not depend on the
-    order of the input.
+    order of the input. ``ontology`` None: labels are free text (VGGSound), not filtered here;
+    ``include_labels`` and ``exclude_labels`` must then be empty.
     """
     frame = segments[["ytid", "start", "end", "labels"]].reset_index(drop=True)
     frame = frame.astype({"ytid": str, "labels": str, "start": float, "end": float})
     counts = {"read": len(frame)}
     frame = frame[valid_rows(frame)]
     counts["valid"] = len(frame)
-    frame = frame[_label_mask(frame["labels"], ontology, config)]
+    if ontology is not None:
+        frame = frame[_label_mask(frame["labels"], ontology, config)]
+    elif config.include_labels or config.exclude_labels:
+        raise ValueError(
+            "select.include_labels and select.exclude_labels are ontology ids: they need an ontology"
+        )
     counts["labels"] = len(frame)
     frame = frame[(frame["end"] - frame["start"]) >= config.min_duration_s - 1e-9]
     counts["duration"] = len(frame)

@@ -82,7 +82,8 @@ def writing(path: Path) -> Iterator[None]:
         raise failure from error
 
 
-def _parse_streams(stderr: str) -> dict:
+def parse_streams(stderr: str) -> dict:
+    """Streams of ffmpeg's description of an input: has_video, has_audio, width, height, fps."""
     video = re.search(
         r"Stream #0:\d+[^\n]*?: Video: (?![^\n]*attached pic)[^\n]*?, (\d{1,5})x(\d{1,5})\b[^\n]*", stderr
     )
@@ -123,7 +124,7 @@ def probe_clip(path: str | Path, silence_rms: float = SILENCE_RMS, timeout_s: fl
     result = subprocess.run(command, capture_output=True, timeout=timeout_s)
     stderr = result.stderr.decode("utf-8", errors="replace")
     info = {
-        **_parse_streams(stderr),
+        **parse_streams(stderr),
         "video_seconds": 0.0, "audio_seconds": 0.0, "seconds": 0.0, "rms": 0.0, "silent": True, "error": "",
     }  # fmt: skip
     if "Error opening input" in stderr or (
@@ -179,13 +180,19 @@ def check_probe(info: dict, requested_s: float) -> None:
 # Cache records
 
 
+def source_key(segment) -> str:
+    """What identifies the file a segment is cut from, where the source says (a video of a
+    folder: its size and modification time); '' for a YouTube id or a ``local_dir`` video."""
+    return str(getattr(segment, "source_key", "") or "")
+
+
 def make_record(segment, clip: Path, info: dict, size: int, digest: str) -> dict:
     return {
         "ytid": str(segment.ytid), "start": float(segment.start), "end": float(segment.end),
         "bytes": int(size), "sha256": digest, "seconds": float(info["seconds"]),
         "video_seconds": float(info["video_seconds"]), "audio_seconds": float(info["audio_seconds"]),
         "fps": float(info["fps"]), "width": int(info["width"]), "height": int(info["height"]),
-        "rms": float(info["rms"]), "file": clip.name,
+        "rms": float(info["rms"]), "file": clip.name, "source_key": source_key(segment),
     }  # fmt: skip
 
 
@@ -223,9 +230,11 @@ def cached_clip(cache_dir: str | Path, segment) -> dict | None:
     """The record of a valid cached clip of ``segment`` (ytid, start, end), or None.
 
     Valid: the file has the size and SHA-256 of its record and its probed duration covers
-    ``end - start``. A clip without a record (an older cache, a job killed after the rename) is
-    probed and, when valid, given one. Nothing is deleted: a clip that fails is left for a new
-    download to replace.
+    ``end - start``, and it was cut from the version of the source file the segment names
+    (:func:`source_key`). A clip without a record (an older cache, a job killed after the
+    rename) is probed and, when valid, given one; unless its source is a file with a version,
+    which the clip cannot tell: it is cut again. Nothing is deleted: a clip that fails is left
+    for a new download to replace.
     """
     clip = clip_path(cache_dir, str(segment.ytid), float(segment.start))
     if not clip.is_file():
@@ -237,6 +246,8 @@ def cached_clip(cache_dir: str | Path, segment) -> dict | None:
         problem = ""
         if int(round(record["start"] * 1000)) != int(round(float(segment.start) * 1000)):
             problem = f"its record is for start {record['start']}"
+        elif str(record.get("source_key", "")) != source_key(segment):
+            problem = "it was cut from another version of the source file"
         elif record["bytes"] != size:
             problem = f"{size} bytes, {record['bytes']} recorded"
         elif file_sha256(clip) != record["sha256"]:
@@ -246,6 +257,9 @@ def cached_clip(cache_dir: str | Path, segment) -> dict | None:
         if not problem:
             return record
         log.warning("cached %s is not the clip recorded (%s): downloading it again", clip.name, problem)
+        return None
+    if source_key(segment):
+        log.info("cached %s has no record of the file it was cut from: cutting it again", clip.name)
         return None
     try:
         info = probe_clip(clip)

@@ -204,8 +204,48 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> dict:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     _derive_figures(filled)
-    _check_consistency(filled)
+    _check_consistency(filled, _derive_world_defaults(config, filled))
     return filled
+
+
+ONTOLOGY_WORLDS = ("audioset", "synthetic")
+
+
+def _derive_world_defaults(raw: Mapping[str, Any], config: dict) -> list[str]:
+    """Give the ``select`` keys that a world without an ontology cannot use their value there,
+    and return the problems of those written anyway.
+
+    World folder and vggsound have free-text labels, no ontology: ``select.include_labels`` and
+    ``select.exclude_labels`` (ontology ids, by default Music and Speech) are [] there; world
+    folder uses every segment (``folder.max_segments_per_file`` bounds each video, and a shard's
+    segments must depend on its own videos only), so ``select.n_segments`` is 0. A value that
+    says otherwise, written in the config, is an error naming what to use instead.
+    """
+    world = config["world"]
+    if world in ONTOLOGY_WORLDS:
+        return []
+    written = raw.get("select") if isinstance(raw.get("select"), Mapping) else {}
+    problems = []
+    for key in ("include_labels", "exclude_labels"):
+        if written.get(key):
+            instead = (
+                f"use vggsound.{key} (label texts) instead"
+                if world == "vggsound"
+                else "leave it out (a folder holds only the videos you want; folder.labels names them)"
+            )
+            problems.append(
+                f"select.{key}={list(written[key])} filters by AudioSet ontology ids, and world={world} "
+                f"has no ontology: {instead}"
+            )
+        config["select"][key] = []
+    if world == "folder":
+        if written.get("n_segments"):
+            problems.append(
+                f"select.n_segments={written['n_segments']}: world=folder uses every segment of every video "
+                "(folder.max_segments_per_file bounds each one); leave select.n_segments out or set it to 0"
+            )
+        config["select"]["n_segments"] = 0
+    return problems
 
 
 def _derive_figures(config: dict) -> None:
@@ -337,9 +377,40 @@ def url_template_problem(template: str) -> str | None:
     return None
 
 
-def _check_consistency(config: Mapping[str, Any]) -> None:
+def _check_sources(config: Mapping[str, Any]) -> list[str]:
+    """Problems of the keys that say where segments and clips come from."""
+    world, download, problems = config["world"], config["download"], []
+    if world == "synthetic" and download["source"] != "local":
+        problems.append("world=synthetic needs download.source=local (the synthetic clips are local files)")
+    if download["source"] == "local" and world == "folder":
+        problems.append(
+            "download.source=local cuts local_dir/<id>.mp4 for AudioSet or VGGSound ids; world=folder "
+            "cuts the videos of folder.path: leave download.source and download.local_dir out"
+        )
+    elif download["source"] == "local" and world != "synthetic" and not download["local_dir"]:
+        problems.append("download.source=local needs download.local_dir")
+    folder = config["folder"]
+    if world == "folder":
+        if not folder["path"]:
+            problems.append("world=folder needs folder.path, the folder of videos")
+        labels = folder["labels"]
+        if labels is not None and labels != "folders" and not labels.lower().endswith(".csv"):
+            problems.append(
+                f"folder.labels={labels!r} must be null, 'folders' or the path of a CSV file ending in .csv"
+            )
+        if folder["segment_s"] < config["select"]["min_duration_s"]:
+            problems.append(
+                f"folder.segment_s={folder['segment_s']} is shorter than select.min_duration_s="
+                f"{config['select']['min_duration_s']}: no segment would be long enough"
+            )
+    if world == "vggsound" and not config["vggsound"]["csv"]:
+        problems.append("world=vggsound needs vggsound.csv, the path of vggsound.csv")
+    return problems
+
+
+def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = None) -> None:
     figures = config["figures"]
-    problems = []
+    problems = list(problems or [])
     if figures["montage_feature"] not in config["features"]["names"]:
         problems.append(f"figures.montage_feature={figures['montage_feature']!r} is not in features.names")
     if figures["montage_k"] not in config["clusters"]["k"]:
@@ -352,10 +423,7 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             f"figures.activation_model={figures['activation_model']!r} is not one of {sound_models}"
         )
     download = config["download"]
-    if config["world"] == "synthetic" and download["source"] != "local":
-        problems.append("world=synthetic needs download.source=local (the synthetic clips are local files)")
-    if download["source"] == "local" and config["world"] != "synthetic" and not download["local_dir"]:
-        problems.append("download.source=local needs download.local_dir")
+    problems += _check_sources(config)
     if (problem := url_template_problem(download["url_template"])) is not None:
         problems.append(problem)
     if download["rate_limit"] is not None and not byte_rate(download["rate_limit"]):

@@ -22,7 +22,9 @@ which stops the shard and fails the job: a rerun after the cause is fixed obtain
 ``source: local`` cuts ``local_dir/{ytid}.mp4`` with the ffmpeg command that yt-dlp would run
 (``-ss S -t D -i SRC``, stream copy or re-encode): yt-dlp itself refuses sections of
 ``file:`` URLs ("This format cannot be partially downloaded": its ffmpeg downloader lists
-only network protocols). Probe, cache, classification and manifest are shared.
+only network protocols). Probe, cache, classification and manifest are shared. The videos of
+a folder (``world: folder``, :mod:`soundsup.folder`) are cut the same way from the path each
+selection row names; a video the scan found unusable is its failure row at once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import string
 import subprocess
 import threading
@@ -97,6 +100,7 @@ MANIFEST_COLUMNS = (
     "bytes",
     "seconds",
     "sha256",
+    "source_path",
 )
 RETRIED_REASONS = frozenset({"timeout", "http_error", "rate_limited", "corrupt", "truncated"})
 LOCAL_RETRIED_REASONS = frozenset({"timeout"})  # a local file gives the same answer twice
@@ -480,14 +484,25 @@ def _as_mp4(downloaded: Path, target: Path, timeout_s: float) -> Path:
 
 
 def cut_command(
-    source: str | Path, start: float, end: float, target: str | Path, reencode: bool
+    source: str | Path,
+    start: float,
+    end: float,
+    target: str | Path,
+    reencode: bool,
+    max_height: int | None = None,
 ) -> list[str]:
-    """The ffmpeg command yt-dlp runs for a section (input seek, stream copy or re-encode)."""
+    """The ffmpeg command yt-dlp runs for a section (input seek, stream copy or re-encode).
+
+    ``max_height`` (re-encoding only): scale taller video down to it (even sizes, aspect kept).
+    """
     codecs = (
         ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-c:a", "aac"]
         if reencode
         else ["-c", "copy"]
     )
+    if reencode and max_height:
+        scale = f"scale=w=-2:h='trunc(min(ih,{int(max_height)})/2)*2',format=yuv420p"
+        codecs = ["-vf", scale, *codecs]
     return [
         ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-nostdin",
         "-ss", f"{start:.3f}", "-t", f"{end - start:.3f}", "-i", str(source),
@@ -509,6 +524,36 @@ def _source_seconds(source: Path, timeout_s: float) -> float | None:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+class _CutFailed(ClipFailure):
+    """An ffmpeg cut failed; ``stderr`` holds all of ffmpeg's messages."""
+
+    def __init__(self, reason: str, message: str, stderr: str) -> None:
+        super().__init__(reason, message)
+        self.stderr = stderr
+
+
+def _run_cut(command: list[str], target: Path, timeout_s: float) -> str:
+    """Run an ffmpeg cut; its messages. A failure of the clip raises :class:`_CutFailed`, one
+    of our own writes :class:`OutputWriteError`."""
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as error:
+        raise ClipFailure("timeout", f"ffmpeg cut ran past {timeout_s} s: killed") from error
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    if result.returncode != 0:
+        own = _own_write_failure(stderr, target)
+        if own is not None:
+            raise own
+        message = ffmpeg_error_line(stderr)
+        reason = classify_error(message)
+        raise _CutFailed(
+            reason if reason != "other" else "corrupt",
+            f"ffmpeg exited with code {result.returncode}: {message}",
+            stderr,
+        )
+    return stderr
+
+
 class _LocalFetcher:
     """Cuts ``local_dir/{ytid}.mp4`` with the ffmpeg command of yt-dlp's section download."""
 
@@ -522,26 +567,73 @@ class _LocalFetcher:
         source = self.folder / f"{ytid}.mp4"
         if not source.is_file():
             raise ClipFailure("unavailable", f"no file {source}")
-        try:
-            result = subprocess.run(
-                cut_command(source, start, end, target, self.config.reencode),
-                capture_output=True,
-                timeout=self.config.timeout_s,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise ClipFailure("timeout", f"ffmpeg cut ran past {self.config.timeout_s} s: killed") from error
-        stderr = result.stderr.decode("utf-8", errors="replace")
-        if result.returncode != 0:
-            own = _own_write_failure(stderr, target)
-            if own is not None:
-                raise own
-            message = ffmpeg_error_line(stderr)
-            reason = classify_error(message)
-            raise ClipFailure(
-                reason if reason != "other" else "corrupt",
-                f"ffmpeg exited with code {result.returncode}: {message}",
-            )
+        command = cut_command(source, start, end, target, self.config.reencode)
+        stderr = _run_cut(command, target, self.config.timeout_s)
         return _Fetched(target, notes=_ffmpeg_notes(stderr), source_file=source)
+
+    def close(self) -> None:
+        return
+
+
+_NOT_IN_MP4 = re.compile(r"codec not currently supported in container|could not find tag for codec", re.I)
+
+
+class _FolderFetcher:
+    """Cuts a segment of a video of a folder (``world: folder``) as :class:`_LocalFetcher` does,
+    from ``folder / source_path`` of the segment's selection row.
+
+    The path is checked again when it is cut (a regular file inside the folder, not a link:
+    the folder may have changed since it was scanned) and reaches ffmpeg as a ``file:`` URL of
+    its absolute form. Re-encoding scales taller video down to ``max_height``; a stream copy
+    that the mp4 container cannot hold (VP8, Theora ...) is re-encoded instead.
+    """
+
+    def __init__(self, config: DownloadConfig, folder: str | Path, segments: pd.DataFrame) -> None:
+        self.config = config
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"folder.path is not a folder: {self.folder}")
+        self.folder = self.folder.resolve()
+        missing = {"source_path", "source_seconds"} - set(segments.columns)
+        if missing:
+            raise ValueError(f"the segments of a folder lack the columns {sorted(missing)}")
+        self.sources = {
+            str(ytid): (str(path), float(seconds))
+            for ytid, path, seconds in zip(
+                segments["ytid"], segments["source_path"], segments["source_seconds"], strict=True
+            )
+        }
+
+    def _source(self, ytid: str) -> Path:
+        relative = self.sources[ytid][0]
+        source = self.folder / relative
+        try:
+            status = source.lstat()
+        except FileNotFoundError as error:
+            raise ClipFailure(
+                "unavailable", f"no file {relative} in {self.folder} (gone since the scan)"
+            ) from error
+        real = source.resolve()
+        if stat.S_ISLNK(status.st_mode) or not real.is_relative_to(self.folder) or real != source:
+            raise ClipFailure("other", f"{relative}: refused, it leads out of {self.folder} through a link")
+        if not stat.S_ISREG(status.st_mode):
+            raise ClipFailure("other", f"{relative}: refused, not a regular file")
+        return source
+
+    def __call__(self, ytid: str, start: float, end: float, target: Path) -> _Fetched:
+        source = self._source(ytid)
+        url, height = f"file:{source}", self.config.max_height
+        try:
+            stderr = _run_cut(cut_command(url, start, end, target, self.config.reencode, height),
+                              target, self.config.timeout_s)  # fmt: skip
+        except _CutFailed as failure:
+            if self.config.reencode or not _NOT_IN_MP4.search(failure.stderr):
+                raise
+            log.info("%s: its codecs do not fit an mp4 stream copy: re-encoding", source.name)
+            stderr = _run_cut(
+                cut_command(url, start, end, target, True, height), target, self.config.timeout_s
+            )
+        return _Fetched(target, source_seconds=self.sources[ytid][1], notes=_ffmpeg_notes(stderr))
 
     def close(self) -> None:
         return
@@ -569,6 +661,7 @@ def _row(
         "ytid": str(segment.ytid), "start": float(segment.start), "end": float(segment.end),
         "labels": str(getattr(segment, "labels", "")), "status": status, "reason": reason, "message": message,
         "path": path, "bytes": int(size), "seconds": float(seconds), "sha256": digest,
+        "source_path": str(getattr(segment, "source_path", "") or ""),
     }  # fmt: skip
 
 
@@ -580,7 +673,9 @@ def _ok_row(segment, clip: Path, record: dict) -> dict:
 class _ShardDownloader:
     """Obtains the clips of one shard; shared state: the pause, the fetcher, the stop flag."""
 
-    def __init__(self, cache_dir: Path, config: DownloadConfig) -> None:
+    def __init__(
+        self, cache_dir: Path, config: DownloadConfig, folder: str | Path | None, segments: pd.DataFrame
+    ) -> None:
         self.cache_dir = cache_dir
         self.partial_dir = cache_dir / ".partial"
         with writing(self.partial_dir):
@@ -589,9 +684,13 @@ class _ShardDownloader:
         self.pause = _Pause(config.backoff_s)
         self.rate = _rate_bytes(config.rate_limit)
         self.stopping = threading.Event()
-        self.fetch = (
-            _LocalFetcher(config) if config.source == "local" else _YtdlpFetcher(config, self.partial_dir)
-        )
+        self.local = folder is not None or config.source == "local"
+        if folder is not None:
+            self.fetch = _FolderFetcher(config, folder, segments)
+        elif config.source == "local":
+            self.fetch = _LocalFetcher(config)
+        else:
+            self.fetch = _YtdlpFetcher(config, self.partial_dir)
 
     def close(self) -> None:
         self.fetch.close()
@@ -605,6 +704,9 @@ class _ShardDownloader:
         """
         if self.stopping.is_set():
             raise _ShardStopped()
+        scan_reason = str(getattr(segment, "scan_reason", "") or "")
+        if scan_reason:  # a video of a folder that gave no segment: its reason, as found by the scan
+            return _row(segment, "failed", scan_reason, str(getattr(segment, "scan_message", "")))
         ytid, start, end = str(segment.ytid), float(segment.start), float(segment.end)
         valid_time = math.isfinite(start) and math.isfinite(end) and 0 <= start < end <= MAX_SECONDS
         if not ID_PATTERN.match(ytid) or not valid_time:
@@ -620,7 +722,7 @@ class _ShardDownloader:
         if record is not None:
             return _ok_row(segment, final, record)
         failure = ClipFailure("other", "not attempted")
-        retried = RETRIED_REASONS if self.config.source == "youtube" else LOCAL_RETRIED_REASONS
+        retried = LOCAL_RETRIED_REASONS if self.local else RETRIED_REASONS
         for attempt in range(self.config.retries + 1):
             if self.stopping.is_set():
                 raise _ShardStopped()
@@ -727,20 +829,26 @@ def _empty_manifest() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series([], dtype=dtype) for column, dtype in dtypes.items()})
 
 
-def download_shard(segments: pd.DataFrame, cache_dir: str | Path, config: DownloadConfig) -> pd.DataFrame:
+def download_shard(
+    segments: pd.DataFrame, cache_dir: str | Path, config: DownloadConfig, folder: str | Path | None = None
+) -> pd.DataFrame:
     """Obtain every segment of a shard; return the manifest (one row per segment, input order).
 
     Columns: ``ytid, start, end, labels, status ('ok'|'failed'), reason ('' when ok, else one
-    of REASONS), message, path, bytes, seconds`` (duration as probed) and ``sha256`` (of the
-    cached clip; '' when failed). Raises :class:`OutputWriteError` when a write of ours fails
-    (disk full ...): the shard stops, clips already placed stay valid in the cache, nothing
-    half-written is left under a final name, and a rerun resumes.
+    of REASONS), message, path, bytes, seconds`` (duration as probed), ``sha256`` (of the
+    cached clip; '' when failed) and ``source_path`` (the video's path in its folder; '' for
+    other sources). ``folder``: the segments are cut from the videos of this folder (world
+    folder; the rows carry ``source_path``, ``source_key``, ``source_seconds`` and the
+    ``scan_reason`` of a video that gave no segment), whatever ``config.source`` says. Raises
+    :class:`OutputWriteError` when a write of ours fails (disk full ...): the shard stops,
+    clips already placed stay valid in the cache, nothing half-written is left under a final
+    name, and a rerun resumes.
     """
-    if config.source == "youtube":
+    if folder is None and config.source == "youtube":
         ffmpeg_on_path()
         if shutil.which("ffmpeg") is None:
             raise FileNotFoundError("yt-dlp needs an executable named ffmpeg on PATH")
-    downloader = _ShardDownloader(Path(cache_dir), config)
+    downloader = _ShardDownloader(Path(cache_dir), config, folder, segments)
     rows: list[dict] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=config.concurrency) as pool:

@@ -41,8 +41,8 @@ from soundsup.ffmpeg import ffmpeg_binary
 log = logging.getLogger(__name__)
 
 PAIR_REASONS = ("missing", "unreadable", "no_video", "no_audio", "too_short", "silent")
-INDEX_COLUMNS = ("pair_id", "ytid", "start", "t", "labels")
-FAILURE_COLUMNS = ("ytid", "start", "reason", "message")
+INDEX_COLUMNS = ("pair_id", "ytid", "start", "t", "labels", "source_path")
+FAILURE_COLUMNS = ("ytid", "start", "reason", "message", "source_path")
 
 
 @dataclass(frozen=True)
@@ -256,8 +256,9 @@ def extract_shard(
     """Pairs of every downloaded clip of a shard (rows with status 'ok'), ``threads`` clips at once.
 
     Returns ``index`` (pair_id = ``{ytid}_{start_ms}_{i}``, ytid, start, t = seconds from the
-    clip start, labels), ``frames`` (N,S,S,3) uint8, ``audio`` (N,T) float32 (row ``k`` of each
-    array belongs to row ``k`` of ``index``) and ``failures`` (ytid, start, reason, message).
+    clip start, labels, source_path = the video's path in its folder, '' for other sources),
+    ``frames`` (N,S,S,3) uint8, ``audio`` (N,T) float32 (row ``k`` of each array belongs to row
+    ``k`` of ``index``) and ``failures`` (ytid, start, reason, message, source_path).
     """
     empty_index, empty_frames, empty_audio, empty_failures = _empty_outputs(config)
     rows = manifest[manifest["status"] == "ok"] if "status" in manifest.columns else manifest
@@ -286,6 +287,7 @@ def extract_shard(
                         "start": float(row.start),
                         "reason": outcome.reason,
                         "message": outcome.message,
+                        "source_path": str(getattr(row, "source_path", "") or ""),
                     }
                 )
             else:
@@ -310,6 +312,7 @@ def _index_rows(row, times: list[float], numbers: list[int]) -> list[dict]:
     start_ms = int(round(float(row.start) * 1000))
     return [
         {"pair_id": f"{row.ytid}_{start_ms}_{number}", "ytid": str(row.ytid), "start": float(row.start),
-         "t": float(time_s), "labels": str(getattr(row, "labels", ""))}
+         "t": float(time_s), "labels": str(getattr(row, "labels", "")),
+         "source_path": str(getattr(row, "source_path", "") or "")}
         for time_s, number in zip(times, numbers, strict=True)
     ]  # fmt: skip

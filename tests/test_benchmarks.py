@@ -63,3 +63,16 @@ def test_bench_finetune_compares_the_loops_in_every_case():
     assert summary.startswith("bench_finetune (cpu, 64 px, batch 4)")
     comparisons = re.findall(r"\d+ -> \d+ ops/it \([\d.]+x fewer\), \d+ -> \d+ ms/it \([\d.]+x\)", summary)
     assert len(comparisons) == 8  # soundsup and the batched cutter, in each of the four cases
+
+
+def test_bench_sources_measures_the_scan_planning_and_the_csv():
+    lines = run_benchmark("bench_sources.py", "--videos", "50", "--shards", "2", "--rows", "500")
+    assert any(
+        re.match(r"scan of 50 videos: os.walk \+ lstat [\d.]+ s, folder_snapshot [\d.]+ s", line)
+        for line in lines
+    )
+    assert re.match(
+        r"RESULT bench_sources: scan [\d.]+ s for 50 videos = [\d.]+x os.walk; planning [+-][\d.]+ s; "
+        r"VGGSound 500 rows read in [\d.]+ s = [\d.]+x pandas.read_csv unchecked",
+        lines[-1],
+    )

@@ -100,6 +100,71 @@ def test_synthetic_world_needs_the_local_source():
         validate_config(config, SCHEMA)
 
 
+# ---------------------------------------------------------------------------------------------
+# worlds without an ontology: a folder of videos, VGGSound
+
+
+def test_a_folder_needs_no_ontology_and_uses_every_segment():
+    config = validate_config({"world": "folder", "folder": {"path": "/data/videos"}}, SCHEMA)
+    assert config["select"]["exclude_labels"] == [] and config["select"]["include_labels"] == []
+    assert config["select"]["n_segments"] == 0
+    assert config["voc"]["download"] is True
+    written = validate_config(
+        {"world": "folder", "folder": {"path": "x"}, "select": {"exclude_labels": []}}, SCHEMA
+    )
+    assert written["select"]["exclude_labels"] == []
+    # The paper's world keeps the paper's defaults.
+    assert validate_config({}, SCHEMA)["select"]["exclude_labels"] == ["/m/04rlf", "/m/09x0r"]
+
+
+def test_vggsound_filters_by_label_text_not_by_ontology():
+    config = validate_config({"world": "vggsound", "vggsound": {"csv": "v.csv"}}, SCHEMA)
+    assert config["select"]["exclude_labels"] == [] and config["select"]["n_segments"] == 33500
+    assert config["vggsound"]["splits"] == ["train", "test"]
+    with pytest.raises(
+        ConfigError, match=r"select\.exclude_labels=\['/m/09x0r'\].*use vggsound\.exclude_labels"
+    ):
+        validate_config(
+            {"world": "vggsound", "vggsound": {"csv": "v.csv"}, "select": {"exclude_labels": ["/m/09x0r"]}},
+            SCHEMA,
+        )
+
+
+FOLDER = {"world": "folder", "folder": {"path": "v"}}
+
+
+def folder_with(**sections) -> dict:
+    return {**FOLDER, **{key: {**FOLDER.get(key, {}), **value} for key, value in sections.items()}}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"world": "folder"}, "world=folder needs folder.path"),
+        ({"world": "vggsound"}, "world=vggsound needs vggsound.csv"),
+        (folder_with(folder={"labels": "labels.txt"}), r"folder\.labels='labels\.txt'"),
+        (folder_with(select={"n_segments": 100}), r"select\.n_segments=100"),
+        (folder_with(select={"include_labels": ["/m/0838f"]}), "no ontology"),
+        (folder_with(folder={"segment_s": 2.0}), r"folder\.segment_s=2\.0 is shorter"),
+        (folder_with(download={"source": "local", "local_dir": "d"}), "cuts the videos of folder.path"),
+        ({"world": "vggsound", "vggsound": {"csv": "v.csv", "splits": ["val"]}}, r"vggsound\.splits"),
+        (folder_with(folder={"extensions": ["mp4", ".mkv"]}), r"folder\.extensions"),
+    ],
+)
+def test_a_source_that_cannot_work_stops_with_its_key(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["example-folder", "example-vggsound"])
+def test_the_readme_shows_the_example_configs_as_they_are(name):
+    text = (REPO / "configs" / f"{name}.yaml").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert f"```yaml\n{text}```" in readme, f"README.md must show configs/{name}.yaml verbatim"
+    config = validate_config(yaml.safe_load(text), SCHEMA)
+    assert config["world"] == name.split("-")[1]
+
+
 def test_model_list_covers_features_k_archs_and_baselines():
     config = validate_config(load("config.yaml"), SCHEMA)
     names = model_names(config)
@@ -226,6 +291,8 @@ SETTINGS = [
     ("soundsup.pretext", "PretextConfig", "pretext"),
     ("soundsup.finetune", "FinetuneConfig", "voc"),
     ("soundsup.synthetic", "SyntheticConfig", "synthetic"),
+    ("soundsup.folder", "FolderConfig", "folder"),
+    ("soundsup.vggsound", "VGGSoundConfig", "vggsound"),
 ]
 
 

@@ -258,7 +258,8 @@ def test_extract_shard_keeps_index_and_arrays_in_line(videos, tmp_path):
     manifest = pd.concat([manifest, pd.DataFrame([silent, missing])], ignore_index=True)
     config = PairConfig(frame_size=40)
     index, frames, audio, failures = extract_shard(manifest, config, threads=2)
-    assert list(index.columns) == ["pair_id", "ytid", "start", "t", "labels"]
+    assert list(index.columns) == ["pair_id", "ytid", "start", "t", "labels", "source_path"]
+    assert index["source_path"].tolist() == ["", "", ""]  # clips of YouTube ids come from no folder
     assert index["pair_id"].tolist() == ["flashbeep_0_0_0", "flashbeep_0_0_1", "six_seconds_0_0"]
     assert index["t"].tolist() == pytest.approx([2.5, 7.5, 3.0])
     assert index["labels"].tolist() == ["/m/a", "/m/a", "/m/b"]
@@ -302,5 +303,6 @@ def test_empty_shard_has_zero_length_arrays_with_trailing_shapes():
     index, frames, audio, failures = extract_shard(manifest, PairConfig(frame_size=24))
     assert frames.shape == (0, 24, 24, 3) and frames.dtype == np.uint8
     assert audio.shape == (0, 75000) and audio.dtype == np.float32
-    assert list(index.columns) == ["pair_id", "ytid", "start", "t", "labels"] and len(index) == 0
-    assert list(failures.columns) == ["ytid", "start", "reason", "message"] and len(failures) == 0
+    assert list(index.columns) == ["pair_id", "ytid", "start", "t", "labels", "source_path"]
+    assert list(failures.columns) == ["ytid", "start", "reason", "message", "source_path"]
+    assert len(index) == 0 and len(failures) == 0

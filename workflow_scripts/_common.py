@@ -22,15 +22,20 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
 
+def runtime(snakemake: object, section: str) -> dict:
+    """The keys of a config section that the schema marks ``x-rerun: false`` (how the job runs,
+    where from), read from the validated config."""
+    from soundsup.config import load_schema, runtime_settings
+
+    return runtime_settings(snakemake.config, load_schema(SCHEMA_PATH), section)
+
+
 def settings(snakemake: object, section: str, param: str | None = None) -> dict:
     """A rule's config slice: ``params[param]`` (default: the section's last name), which holds
     what shapes the results, plus the keys of the config section that the schema marks
     ``x-rerun: false`` (how the job runs), read from the validated config."""
-    from soundsup.config import load_schema, runtime_settings
-
     name = param or section.split(".")[-1]
-    runtime = runtime_settings(snakemake.config, load_schema(SCHEMA_PATH), section)
-    return {**getattr(snakemake.params, name), **runtime}
+    return {**getattr(snakemake.params, name), **runtime(snakemake, section)}
 
 
 def run(main: Callable[[object], None], snakemake: object) -> None:
