@@ -24,8 +24,12 @@ rule train_pretext:
         mem_mb=config["pretext"]["mem_mb"],
         runtime=24 * 60,
     params:
-        pretext=stage_config("pretext", drop=("arch", "log_every", "threads", "mem_mb")),
+        pretext=stage_config(
+            "pretext",
+            drop=("arch", "log_every", "checkpoint_every", "threads", "mem_mb"),
+        ),
         log_every=config["pretext"]["log_every"],
+        checkpoint_every=config["pretext"]["checkpoint_every"],
         checkpoint="results/pretext/{feature}/k{k}/{arch}/checkpoint.pt",
         seed=config["seed"],
     script:

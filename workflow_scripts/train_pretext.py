@@ -13,7 +13,6 @@ def main(snakemake) -> None:
     import pandas as pd
 
     from soundsup.device import pick_device, retain_freed_host_memory, set_threads
-    from soundsup.io import write_meta
     from soundsup.pretext import PretextConfig, train_pretext
 
     log = logging.getLogger("soundsup.rule.train_pretext")
@@ -29,8 +28,12 @@ def main(snakemake) -> None:
     device = pick_device()
     log.info("%d of %d frames have a sound cluster; device %s", keep.sum(), len(keep), device)
 
-    config = PretextConfig(**snakemake.params.pretext, log_every=snakemake.params.log_every)
-    metrics = train_pretext(
+    config = PretextConfig(
+        **snakemake.params.pretext,
+        log_every=snakemake.params.log_every,
+        checkpoint_every=snakemake.params.checkpoint_every,
+    )
+    train_pretext(
         frames[keep],
         labels["cluster"].to_numpy()[keep].astype(np.int64),
         pairs["ytid"].to_numpy()[keep],
@@ -42,15 +45,13 @@ def main(snakemake) -> None:
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         checkpoint_path=snakemake.params.checkpoint,
-    )
-    write_meta(
-        snakemake.output.model,
-        {**snakemake.params.pretext, "arch": snakemake.wildcards.arch, "k": n_clusters},
-        seed=snakemake.params.seed,
-        feature=snakemake.wildcards.feature,
-        n_pretext_pairs=int(keep.sum()),
-        device=str(device),
-        metrics=metrics,
+        meta={
+            "config_slice": {**snakemake.params.pretext, "arch": snakemake.wildcards.arch, "k": n_clusters},
+            "seed": snakemake.params.seed,
+            "feature": snakemake.wildcards.feature,
+            "n_pretext_pairs": int(keep.sum()),
+            "device": str(device),
+        },
     )
 
 
