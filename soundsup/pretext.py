@@ -328,7 +328,7 @@ def _train_epoch(
     if not np.isfinite(loss_value):
         raise FloatingPointError(
             f"pretext training loss is {loss_value / n_images} in epoch {epoch + 1} (lr {lr:.2e}); "
-            "lower pretext.lr_max or set pretext.clip_grad_norm"
+            "lower pretext.lr_max"
         )
     return {
         "loss": loss_value / n_images,

@@ -435,6 +435,14 @@ def test_full_disk_at_the_history_names_it(tmp_path):
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]
 
 
+def test_diverging_training_stops_with_a_clear_error(tmp_path):
+    frames, targets, groups = coloured_frames(32, 32, seed=1)
+    config = PretextConfig(**{**TINY.__dict__, "lr_max": 1e30, "clip_grad_norm": None, "precision": "fp32"})
+    with pytest.raises(FloatingPointError, match=r"loss is nan in epoch 1 \(lr 1.00e\+30\)"):
+        train_pretext(frames, targets, groups, "resnet18", 3, config, 0, CPU, **paths(tmp_path))
+    assert not (tmp_path / "model.pt").exists()
+
+
 def test_bad_input_names_the_problem(tmp_path):
     frames, targets, groups = coloured_frames(8, 32, seed=0)
     with pytest.raises(ValueError, match="row 3"):
