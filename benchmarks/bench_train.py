@@ -102,7 +102,7 @@ def soundsup_step(arch: str, config: PretextConfig, device: torch.device):
     model.train()
 
     def step(x, y):
-        loss, _ = train_step(model, x, y, optimizer, scheduler, amp)
+        loss, _ = train_step(model, x, y, optimizer, scheduler, amp, config.clip_grad_norm)
         return loss
 
     return step, amp
@@ -120,6 +120,8 @@ def conventional_step(arch: str, config: PretextConfig, device: torch.device):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.clip_grad_norm is not None:  # the same clipping as the rule's step
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
         optimizer.step()
         scheduler.step()
         return loss

@@ -138,7 +138,7 @@ def _imagenet_backbone(arch: str, imagenet_weights: str | None) -> nn.Module:
         raise WeightsUnavailable(
             f"no ImageNet weights configured for {arch} (voc.imagenet_weights.{arch} is null)"
         )
-    model = build_model(arch, 1000, 4096)
+    model = build_model(arch, 1000, 4096, variant="torchvision")  # the one its weights exist for
     if imagenet_weights == "torchvision":
         weights = _TORCHVISION_WEIGHTS[arch]
         try:

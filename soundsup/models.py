@@ -1,47 +1,145 @@
-"""The two backbones of the paper and the checkpoint format shared by pretext and VOC stages.
+"""The two backbones of the paper and the model file format shared by pretext and VOC stages.
 
-AlexNet and ResNet-18 come from torchvision, randomly initialised. AlexNet's fully connected
-layers (fc6, fc7) can be narrowed with ``fc_width`` (4096 in the paper; the demo uses less so
-that it trains on two CPU cores). The last linear layer is "the head" that a pretext task or
-the VOC task replaces.
+``alexnet`` is the batch-norm AlexNet that the authors trained, DeepCluster's
+(``models/alexnet.py``): 96-256-384-384-256 convolutions, each followed by batch norm and
+ReLU, conv weights N(0, sqrt(2 / (k^2 x out_channels))), linear weights N(0, 0.01), zero
+biases. torchvision's plain AlexNet (64-192-384-256-256, no batch norm) is kept only as the
+``torchvision`` variant, for the ImageNet baseline, because its pretrained weights exist only
+for it. ResNet-18 is torchvision's. AlexNet's fully connected layers (fc6, fc7) can be narrowed
+with ``fc_width`` (4096 in the paper; the demo uses less so that it trains on two CPU cores).
+
+Both AlexNets expose ``features`` (conv1..pool5), ``avgpool`` (adaptive to 6 x 6, so crops
+smaller than 224 px work) and ``classifier`` (fc6, fc7 and, last, the output layer fc8). The
+last linear layer is "the head" that a pretext task or the VOC task replaces.
+
+A model file records the architecture *and* its variant; files written before the variant
+was recorded held torchvision's AlexNet under the name ``alexnet`` and are refused.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torchvision import models
 
 ARCHS = ("alexnet", "resnet18")
+VARIANTS = {"alexnet": ("batchnorm", "torchvision"), "resnet18": ("torchvision",)}
+DEFAULT_VARIANT = {"alexnet": "batchnorm", "resnet18": "torchvision"}
+MIN_INPUT_SIZE = {"alexnet": 63, "resnet18": 1}  # smaller inputs vanish before pool5 / the global pool
+MODEL_FORMAT = 2  # 1 (no "format" key): AlexNet meant torchvision's, without batch norm
 Mode = Literal["head", "all"]
 
+# (out_channels, kernel, stride, padding) of conv1..conv5; "M" = max pool 3 x 3, stride 2
+_ALEXNET_LAYOUT = (
+    (96, 11, 4, 2), "M", (256, 5, 1, 2), "M", (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1), "M",
+)  # fmt: skip
 
-def build_model(arch: str, n_outputs: int, fc_width: int = 4096) -> nn.Module:
-    """A randomly initialised ``arch`` with ``n_outputs`` logits."""
-    if arch == "alexnet":
-        model = models.alexnet(weights=None, num_classes=n_outputs)
-        if fc_width != 4096:
-            model.classifier = nn.Sequential(
-                nn.Dropout(0.5),
-                nn.Linear(256 * 6 * 6, fc_width),
+
+class BatchNormAlexNet(nn.Module):
+    """DeepCluster's AlexNet: (B, 3, H, W) float -> (B, n_outputs) logits.
+
+    conv 11x11/4 96 -> BN -> ReLU -> maxpool 3/2; conv 5x5 256 -> BN -> ReLU -> maxpool;
+    conv 3x3 384 -> BN -> ReLU; conv 3x3 384 -> BN -> ReLU; conv 3x3 256 -> BN -> ReLU ->
+    maxpool; adaptive average pool to 6 x 6 (the identity at 224 px); classifier Dropout,
+    fc6, ReLU, Dropout, fc7, ReLU, fc8.
+    """
+
+    def __init__(self, n_outputs: int, fc_width: int = 4096) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for spec in _ALEXNET_LAYOUT:
+            if spec == "M":
+                layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
+                continue
+            out_channels, kernel, stride, padding = spec
+            layers += [
+                nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding),
+                nn.BatchNorm2d(out_channels),
                 nn.ReLU(inplace=True),
-                nn.Dropout(0.5),
-                nn.Linear(fc_width, fc_width),
-                nn.ReLU(inplace=True),
-                nn.Linear(fc_width, n_outputs),
-            )
-        return model
+            ]
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = _alexnet_classifier(fc_width, n_outputs)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """DeepCluster's init, drawn from the global torch generator (seed it first)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def _alexnet_classifier(fc_width: int, n_outputs: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Dropout(0.5),
+        nn.Linear(256 * 6 * 6, fc_width),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(fc_width, fc_width),
+        nn.ReLU(inplace=True),
+        nn.Linear(fc_width, n_outputs),
+    )
+
+
+_ALEXNETS = (BatchNormAlexNet, models.AlexNet)
+
+
+def build_model(arch: str, n_outputs: int, fc_width: int = 4096, variant: str | None = None) -> nn.Module:
+    """A randomly initialised ``arch`` with ``n_outputs`` logits (seed the global torch RNG first).
+
+    ``variant`` (default :data:`DEFAULT_VARIANT`): for ``alexnet``, ``'batchnorm'`` (the
+    pretext network and the random baseline) or ``'torchvision'`` (torchvision's AlexNet, for
+    its ImageNet weights).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
+    variant = DEFAULT_VARIANT[arch] if variant is None else variant
+    if variant not in VARIANTS[arch]:
+        raise ValueError(f"unknown {arch} variant {variant!r}; expected one of {VARIANTS[arch]}")
     if arch == "resnet18":
         return models.resnet18(weights=None, num_classes=n_outputs)
-    raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
+    if variant == "batchnorm":
+        return BatchNormAlexNet(n_outputs, fc_width)
+    model = models.alexnet(weights=None, num_classes=n_outputs)
+    if fc_width != 4096:
+        model.classifier = _alexnet_classifier(fc_width, n_outputs)
+    return model
+
+
+def model_variant(model: nn.Module) -> tuple[str, str]:
+    """(arch, variant) of a model built by :func:`build_model`."""
+    if isinstance(model, BatchNormAlexNet):
+        return "alexnet", "batchnorm"
+    if isinstance(model, models.AlexNet):
+        return "alexnet", "torchvision"
+    if isinstance(model, models.ResNet):
+        return "resnet18", "torchvision"
+    raise TypeError(f"unsupported model type {type(model).__name__}")
 
 
 def output_layer(model: nn.Module) -> nn.Linear:
     """The final linear layer (AlexNet's fc8, ResNet's fc)."""
-    if isinstance(model, models.AlexNet):
+    if isinstance(model, _ALEXNETS):
         return model.classifier[-1]
     if isinstance(model, models.ResNet):
         return model.fc
@@ -52,7 +150,7 @@ def replace_head(model: nn.Module, n_outputs: int) -> nn.Module:
     """Swap the final linear layer for a fresh one with ``n_outputs`` logits (in place)."""
     old = output_layer(model)
     new = nn.Linear(old.in_features, n_outputs)
-    if isinstance(model, models.AlexNet):
+    if isinstance(model, _ALEXNETS):
         model.classifier[-1] = new
     else:
         model.fc = new
@@ -65,7 +163,7 @@ def head_modules(model: nn.Module) -> list[nn.Module]:
     AlexNet: fc6-fc8 (the whole classifier, from pool5). ResNet-18: everything after the last
     residual stage (global pool and fc).
     """
-    if isinstance(model, models.AlexNet):
+    if isinstance(model, _ALEXNETS):
         return [model.classifier]
     if isinstance(model, models.ResNet):
         return [model.fc]
@@ -99,8 +197,12 @@ def train_mode(model: nn.Module, mode: Mode) -> None:
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Named convolutional stages, for activation figures (AlexNet conv1..conv5, ResNet layer1..4)."""
-    if isinstance(model, models.AlexNet):
+    """Named convolutional stages, for activation figures and per-layer evaluation.
+
+    AlexNet: ``conv1``..``conv5``, the Conv2d modules (in the batch-norm AlexNet their output
+    is taken before its batch norm); ResNet-18: ``layer1``..``layer4``.
+    """
+    if isinstance(model, _ALEXNETS):
         convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
         return {f"conv{i + 1}": conv for i, conv in enumerate(convs)}
     if isinstance(model, models.ResNet):
@@ -108,29 +210,89 @@ def conv_layers(model: nn.Module) -> dict[str, nn.Module]:
     raise TypeError(f"unsupported model type {type(model).__name__}")
 
 
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, quota, I/O error); the message names it and why."""
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The first OSError in ``error``'s chain (torch wraps a failed write in a RuntimeError)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def write_error(path: str | Path, what: str, error: BaseException) -> WriteError:
+    """A :class:`WriteError` for ``what`` at ``path``: the OS cause (ENOSPC, EDQUOT, EIO, ...)
+    when one is in ``error``'s chain, and the space left on the file system."""
+    cause = _os_error_in(error)
+    if cause is not None:
+        reason = f"{errno.errorcode.get(cause.errno, cause.errno)}: {os.strerror(cause.errno)}"
+    else:
+        reason = str(error)
+    try:
+        stats = os.statvfs(Path(path).parent)
+        free = f"; {stats.f_bavail * stats.f_frsize / 1e6:.1f} MB free on its file system"
+    except OSError:
+        free = ""
+    message = f"cannot write {what} {path} ({reason}{free})"
+    return WriteError(cause.errno, message) if cause is not None else WriteError(message)
+
+
+def save_torch(path: str | Path, payload: Any, what: str = "file") -> None:
+    """``torch.save(payload)`` to ``path`` atomically; a failed write raises :class:`WriteError`
+    naming the path and its cause, removes the partial file and leaves an older ``path`` intact."""
+    from soundsup.io import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:  # a Python file keeps the OSError that torch's writer hides
+                torch.save(payload, handle)
+    except (OSError, RuntimeError) as error:
+        raise write_error(path, what, error) from error
+
+
 def save_checkpoint(
     path: str | Path, model: nn.Module, arch: str, n_outputs: int, fc_width: int, **extra
 ) -> None:
-    """Write the model file read by :func:`load_model` (atomically)."""
-    from soundsup.io import atomic_path
-
+    """Write the model file read by :func:`load_model` (atomically; :class:`WriteError` on failure)."""
+    model_arch, variant = model_variant(model)
+    if model_arch != arch:
+        raise ValueError(f"save_checkpoint: the model is a {model_arch}, not a {arch}")
     payload = {
+        "format": MODEL_FORMAT,
         "arch": arch,
+        "variant": variant,
         "n_outputs": n_outputs,
         "fc_width": fc_width,
         "state_dict": model.state_dict(),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload, "model file")
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model saved by :func:`save_checkpoint`; returns (model, the saved dict)."""
     payload = torch.load(path, map_location=map_location, weights_only=False)
-    for key in ("arch", "n_outputs", "fc_width", "state_dict"):
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path}: not a soundsup model file")
+    if payload.get("format") != MODEL_FORMAT:
+        raise ValueError(
+            f"{path}: a model file of format {payload.get('format', 1)}, this code reads format "
+            f"{MODEL_FORMAT} (older files hold torchvision's AlexNet without batch norm under the "
+            "name 'alexnet'); delete it and train it again"
+        )
+    for key in ("arch", "variant", "n_outputs", "fc_width"):
         if key not in payload:
             raise ValueError(f"{path}: not a soundsup model file (missing {key!r})")
-    model = build_model(payload["arch"], payload["n_outputs"], payload["fc_width"])
+    model = build_model(payload["arch"], payload["n_outputs"], payload["fc_width"], payload["variant"])
     model.load_state_dict(payload["state_dict"])
     return model, payload

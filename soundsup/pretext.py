@@ -6,13 +6,22 @@ otherwise each batch is gathered into pinned host memory and copied asynchronous
 batch is augmented on the training device by :mod:`soundsup.augment` (random resized crop,
 mirror, colour jitter, ImageNet normalisation) in a few batched tensor ops.
 
-Training is plain: cross-entropy, fused AdamW, OneCycleLR stepped per batch, bf16 autocast and
-channels-last wherever the hardware multiplies bf16 natively (CUDA, and CPUs with AVX512-BF16
-or AMX; ``precision`` overrides), ``torch.compile`` on request. Every epoch ends with an atomic
-checkpoint (model, optimizer, scheduler, RNG states, history); a restarted call resumes from
-the last complete epoch. All randomness of an epoch (shuffle, crops, flips, jitter, dropout)
-is drawn from generators seeded by (seed, epoch), so a resumed run on CPU ends with weights
-bit-identical to an uninterrupted one. The checkpoint is removed once the model file is written
+Training is plain: cross-entropy, fused AdamW (betas, weight decay), gradient-norm clipping,
+a learning-rate schedule stepped per batch (``onecycle``: OneCycleLR to ``lr_max``, beta1
+cycling 0.85-``betas[0]``; ``constant``: ``lr_max`` and ``betas[0]`` throughout, which is what
+the authors' code ran: it built OneCycleLR(max_lr=0.01) but never stepped it, so it trained at
+its initial 0.01 / 25 = 4e-4 with beta1 0.95), bf16 autocast and channels-last wherever the
+hardware multiplies bf16 natively (CUDA, and CPUs with AVX512-BF16 or AMX; ``precision``
+overrides), ``torch.compile`` on request. One epoch is ``epoch_repeats`` shuffled passes over
+the training frames (the authors' epoch was 10 augmented copies of the data).
+
+Every ``checkpoint_every`` epochs, and after the last, the training state (model, optimizer,
+scheduler, RNG states, history) replaces the previous checkpoint atomically; a restarted call
+resumes from it. All randomness of an epoch (shuffle, crops, flips, jitter, dropout) is drawn
+from generators seeded by (seed, epoch), so a resumed run on CPU ends with weights
+bit-identical to an uninterrupted one. A write that fails (full disk, quota) raises
+:class:`soundsup.models.WriteError` naming the file and the cause, and the last good
+checkpoint stays. The checkpoint is removed once the model file and its sidecar are written
 (AlexNet's with its optimizer state is ~0.7 GB).
 """
 
@@ -34,23 +43,30 @@ from torch import Tensor, nn
 
 from soundsup.augment import center_crop_resize, color_jitter, normalize, random_resized_crop_flip
 from soundsup.device import autocast, autocast_dtype, memory_format
-from soundsup.io import atomic_path, write_text
-from soundsup.models import build_model, save_checkpoint
+from soundsup.io import write_meta, write_text
+from soundsup.models import MIN_INPUT_SIZE, build_model, save_checkpoint, save_torch, write_error
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+SCHEDULES = ("onecycle", "constant")
 _SHUFFLE, _AUGMENT, _GLOBAL = 0, 1, 2  # per-epoch random streams
 
 
 @dataclass(frozen=True)
 class PretextConfig:
-    """Pretext training settings (config keys ``pretext.*``; the paper's values as defaults)."""
+    """Pretext training settings (config keys ``pretext.*``; the paper config's values as defaults:
+    the optimiser the authors' code ran, see the module docstring)."""
 
     epochs: int = 200
     batch_size: int = 256
-    lr_max: float = 0.01
-    weight_decay: float = 0.05
+    lr_max: float = 0.0004
+    schedule: str = "constant"  # 'onecycle' | 'constant' (see the module docstring)
+    betas: tuple[float, float] = (0.95, 0.999)
+    weight_decay: float = 0.01
+    clip_grad_norm: float | None = 5.0
+    epoch_repeats: int = 1
+    checkpoint_every: int = 25
     val_fraction: float = 0.1
     crop_size: int = 224
     fc_width: int = 4096
@@ -59,6 +75,18 @@ class PretextConfig:
     color_jitter: float = 0.4
     min_scale: float = 0.35
     precision: str = "auto"  # 'auto' | 'bf16' | 'fp32' (see soundsup.device.autocast_dtype)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"pretext.schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"pretext.betas must be two numbers in [0, 1); got {self.betas}")
+        for name in ("epochs", "batch_size", "epoch_repeats", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"pretext.{name} must be >= 1; got {getattr(self, name)}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"pretext.clip_grad_norm must be > 0 or null; got {self.clip_grad_norm}")
 
 
 def split_by_group(groups: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -137,14 +165,18 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     amp: torch.dtype | None = None,
+    clip_grad_norm: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """One optimisation step under autocast dtype ``amp`` (None: fp32); returns (summed loss,
-    number correct) as device tensors (no sync)."""
+    """One optimisation step under autocast dtype ``amp`` (None: fp32), the gradients' total
+    norm clipped to ``clip_grad_norm`` (None: not clipped); returns (summed loss, number
+    correct) as device tensors (no sync)."""
     with autocast(x.device, amp):
         logits = net(x)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm, foreach=True)
     optimizer.step()
     scheduler.step()
     return loss.detach() * len(y), (logits.detach().argmax(dim=1) == y).sum()
@@ -167,7 +199,9 @@ def _fingerprint(
     frames: np.ndarray, targets: np.ndarray, groups: np.ndarray, arch: str, n_classes: int, config, seed: int
 ) -> dict:
     """What a checkpoint must match to be resumed (everything that shapes the weights)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("log_every", "compile")}
+    ignored = ("log_every", "compile", "checkpoint_every")  # they do not change the weights
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ignored}
+    settings["betas"] = list(settings["betas"])
     digest = hashlib.sha256(np.ascontiguousarray(targets, dtype=np.int64).tobytes())
     digest.update("\n".join(map(str, groups)).encode())
     return {
@@ -204,14 +238,20 @@ def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
     except Exception as error:  # a damaged file: start again rather than fail the job
         log.warning("%s: unreadable checkpoint (%s); starting from scratch", path, error)
         return None
-    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("fingerprint") != fingerprint:
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        log.warning("%s: checkpoint of an older format; starting from scratch", path)
+        return None
+    if payload.get("fingerprint") != fingerprint:
         log.warning("%s: checkpoint of a different run (config, data or seed); starting from scratch", path)
         return None
     return payload
 
 
 def _write_history(path: str | Path, history: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+    try:
+        write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+    except OSError as error:
+        raise write_error(path, "training history", error) from error
 
 
 def _evaluate(
@@ -253,12 +293,16 @@ def _train_epoch(
     device: torch.device,
     amp: torch.dtype | None,
 ) -> dict:
-    """One pass over the training rows; returns loss, train_acc, lr (of the last step), images_per_s."""
+    """``config.epoch_repeats`` passes over the training rows, shuffled together (as one pass over
+    that many copies of them); returns loss, train_acc, lr (of the last step), images_per_s.
+
+    Raises FloatingPointError when the epoch's mean loss is not finite."""
     torch.manual_seed(_stream_seed(seed, epoch, _GLOBAL))  # dropout cannot take a generator
     shuffle = torch.Generator().manual_seed(_stream_seed(seed, epoch, _SHUFFLE))
     augment = torch.Generator().manual_seed(_stream_seed(seed, epoch, _AUGMENT))
-    order = rows[torch.randperm(len(rows), generator=shuffle)]
-    n_steps = max(1, len(rows) // config.batch_size)
+    copies = rows.repeat(config.epoch_repeats)
+    order = copies[torch.randperm(len(copies), generator=shuffle)]
+    n_steps = steps_per_epoch(len(rows), config)
     net.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -268,7 +312,7 @@ def _train_epoch(
         x = train_inputs(fetch_batch(frames, batch_rows, device), config, augment, amp)
         y = targets[batch_rows.to(targets.device)]
         lr = optimizer.param_groups[0]["lr"]
-        batch_loss, batch_correct = train_step(net, x, y, optimizer, scheduler, amp)
+        batch_loss, batch_correct = train_step(net, x, y, optimizer, scheduler, amp, config.clip_grad_norm)
         loss_sum += batch_loss
         correct += batch_correct
         n_images += len(batch_rows)
@@ -281,6 +325,11 @@ def _train_epoch(
             )  # fmt: skip
     loss_value, correct_value = loss_sum.item(), correct.item()
     seconds = time.perf_counter() - start
+    if not np.isfinite(loss_value):
+        raise FloatingPointError(
+            f"pretext training loss is {loss_value / n_images} in epoch {epoch + 1} (lr {lr:.2e}); "
+            "lower pretext.lr_max"
+        )
     return {
         "loss": loss_value / n_images,
         "train_acc": correct_value / n_images,
@@ -289,11 +338,20 @@ def _train_epoch(
     }
 
 
+def steps_per_epoch(n_train: int, config: PretextConfig) -> int:
+    """Optimiser steps in one epoch of ``n_train`` training frames (the last partial batch dropped)."""
+    return max(1, n_train * config.epoch_repeats // config.batch_size)
+
+
 def build_training(
     arch: str, n_classes: int, config: PretextConfig, total_steps: int, seed: int, device: torch.device
 ) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Model (seeded init, in the memory format of its precision), AdamW and a one-cycle
-    schedule over ``total_steps``.
+    """Model (seeded init, in the memory format of its precision), AdamW and the learning-rate
+    schedule ``config.schedule`` over ``total_steps``.
+
+    ``onecycle``: torch's OneCycleLR (warm-up over 30 % of the steps from lr_max / 25, cosine
+    down to lr_max / 25e4; beta1 from ``betas[0]`` down to 0.85 at the peak and back).
+    ``constant``: lr_max and ``betas[0]`` at every step.
 
     AdamW is the fused kernel on CPU and CUDA: one pass over all parameters instead of a
     dozen tensor ops per parameter (on a CPU the unfused update of AlexNet's 61 M parameters
@@ -305,10 +363,20 @@ def build_training(
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.lr_max,
+        betas=config.betas,
         weight_decay=config.weight_decay,
         fused=device.type in ("cpu", "cuda"),
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr_max, total_steps=total_steps)
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=config.lr_max,
+            total_steps=total_steps,
+            base_momentum=min(0.85, config.betas[0]),
+            max_momentum=config.betas[0],
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     return model, optimizer, scheduler
 
 
@@ -325,27 +393,41 @@ def train_pretext(
     history_path: str | Path,
     checkpoint_path: str | Path,
     stop_after_epoch: int | None = None,
+    meta: dict | None = None,
 ) -> dict:
     """Train ``arch`` to predict ``targets`` (N,) int64 in [0, n_classes) from ``frames``.
 
     ``frames`` (N, S, S, 3) uint8; ``groups`` (N,) video ids for the grouped validation split.
-    Writes ``history_path`` (one JSON line per epoch) and ``checkpoint_path`` every epoch and
-    ``model_path`` last. ``stop_after_epoch`` returns after that epoch (1-based) as if killed.
-    Returns the final metrics (the last history line plus run totals).
+    Writes ``history_path`` (one JSON line per epoch), ``checkpoint_path`` every
+    ``config.checkpoint_every`` epochs and after the last, then ``model_path`` and, when
+    ``meta`` is given (keyword arguments of :func:`soundsup.io.write_meta`: config_slice,
+    seed, extras), its sidecar with the run's metrics added; the checkpoint is removed only
+    after both. ``stop_after_epoch`` returns after that epoch (1-based) as if killed there.
+    Returns the final metrics (the last history line plus run totals). A failed write raises
+    :class:`soundsup.models.WriteError` (an OSError) and keeps the last good checkpoint.
     """
     _check_inputs(frames, targets, groups, n_classes)
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ValueError(f"pretext.epochs and pretext.batch_size must be >= 1; got {config}")
+    if arch in MIN_INPUT_SIZE and config.crop_size < MIN_INPUT_SIZE[arch]:
+        raise ValueError(
+            f"pretext.crop_size {config.crop_size} is too small for {arch}: it needs at least "
+            f"{MIN_INPUT_SIZE[arch]} px"
+        )
     is_val = split_by_group(groups, config.val_fraction, seed)
     train_rows = torch.from_numpy(np.flatnonzero(~is_val))
     val_rows = torch.from_numpy(np.flatnonzero(is_val))
     if len(train_rows) < 2:
         raise ValueError(f"pretext training needs at least 2 training frames; got {len(train_rows)}")
-    n_steps = max(1, len(train_rows) // config.batch_size)
+    n_steps = steps_per_epoch(len(train_rows), config)
     amp = autocast_dtype(device, config.precision)
     log.info(
         "%s, %d classes: %d training frames (%d steps/epoch), %d validation frames, device %s, %s",
         arch, n_classes, len(train_rows), n_steps, len(val_rows), device, "bf16 autocast" if amp else "fp32",
+    )  # fmt: skip
+    log.info(
+        "AdamW betas %s, weight decay %g, clip %s, %s schedule to lr %g, %d epochs of %d pass(es), "
+        "checkpoint every %d",
+        config.betas, config.weight_decay, config.clip_grad_norm, config.schedule, config.lr_max,
+        config.epochs, config.epoch_repeats, config.checkpoint_every,
     )  # fmt: skip
 
     model, optimizer, scheduler = build_training(
@@ -388,7 +470,10 @@ def train_pretext(
         history.append(row)
         log.info("epoch %d/%d: %s", epoch + 1, config.epochs, json.dumps(row, sort_keys=True))
         _write_history(history_path, history)
-        _save_training_state(checkpoint_path, model, optimizer, scheduler, device, fingerprint, history)
+        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+            saving = time.perf_counter()
+            _save_training_state(checkpoint_path, model, optimizer, scheduler, device, fingerprint, history)
+            log.info("checkpoint after epoch %d written in %.2f s", epoch + 1, time.perf_counter() - saving)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
             return _final_metrics(history, len(train_rows), len(val_rows), stopped=True)
 
@@ -398,11 +483,17 @@ def train_pretext(
         model_path, model, arch, n_classes, config.fc_width,
         history=history, val_acc=metrics["val_acc"], epochs=config.epochs, metrics=metrics,
     )  # fmt: skip
+    if meta is not None:
+        try:
+            write_meta(model_path, **{**meta, "metrics": metrics})
+        except OSError as error:
+            raise write_error(f"{model_path}.meta.json", "model sidecar", error) from error
     checkpoint_path.unlink(missing_ok=True)
     return metrics
 
 
 def _save_training_state(path: Path, model, optimizer, scheduler, device, fingerprint: dict, history) -> None:
+    """The checkpoint of the run after ``len(history)`` epochs, replacing the previous one."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "fingerprint": fingerprint,
@@ -413,8 +504,7 @@ def _save_training_state(path: Path, model, optimizer, scheduler, device, finger
         "scheduler": scheduler.state_dict(),
         "rng": _rng_states(device),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload, "training checkpoint")
 
 
 def _final_metrics(history: list[dict], n_train: int, n_val: int, stopped: bool) -> dict:

@@ -153,14 +153,18 @@ def test_learns_above_chance(finetuned, data):
 def test_head_mode_freezes_the_trunk_bit_for_bit(finetuned):
     mode, before, model, _, _ = finetuned
     after = model.state_dict()
-    conv_names = [name for name in before if name.startswith("features.")]
+    weights = {name for name, _ in model.named_parameters()}
+    conv_names = [name for name in before if name.startswith("features.") and name in weights]
+    statistics = [name for name in before if name.startswith("features.") and name not in weights]
     fc_names = [
         name for name in before if name.startswith("classifier.") and not name.startswith("classifier.6")
     ]
-    assert conv_names and fc_names
+    assert conv_names and fc_names and statistics  # the batch-norm AlexNet's running statistics
     conv_same = [torch.equal(before[name], after[name]) for name in conv_names]
     assert all(not torch.equal(before[name], after[name]) for name in fc_names)
     assert all(conv_same) if mode == "head" else not any(conv_same)
+    # voc.batchnorm: frozen (the default): the statistics never move, in either mode
+    assert all(torch.equal(before[name], after[name]) for name in statistics)
     assert output_layer(model).out_features == 20
 
 
@@ -229,19 +233,16 @@ def test_batch_norm_mode_in_all_mode(data, batchnorm):
 
 
 def batch_norm_alexnet(fc_width=64):
-    """torchvision's AlexNet with batch norm after every convolution: the interface of the
-    pretext AlexNet (features, avgpool, classifier ending with the output layer)."""
-    model = build_model("alexnet", 7, fc_width)
-    layers = []
-    for module in model.features:
-        layers.append(module)
-        if isinstance(module, torch.nn.Conv2d):
-            layers.append(torch.nn.BatchNorm2d(module.out_channels))
-    model.features = torch.nn.Sequential(*layers)
-    return model
+    """The pretext AlexNet (DeepCluster's, batch norm after every convolution)."""
+    return build_model("alexnet", 7, fc_width)
 
 
-@pytest.mark.parametrize("make", [lambda: build_model("alexnet", 7, 512), lambda: batch_norm_alexnet(512)])
+def plain_alexnet(fc_width=64):
+    """torchvision's AlexNet (no batch norm), the network of the ImageNet baseline."""
+    return build_model("alexnet", 7, fc_width, variant="torchvision")
+
+
+@pytest.mark.parametrize("make", [lambda: plain_alexnet(512), lambda: batch_norm_alexnet(512)])
 def test_reinit_redraws_fc6_fc7_as_deepcluster(make):
     torch.manual_seed(0)
     model = make()

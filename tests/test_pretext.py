@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tmpfs import fill, small_tmpfs
 from torchvision.transforms import v2
 
 from soundsup.augment import (
@@ -23,8 +25,15 @@ from soundsup.augment import (
     random_resized_crop_flip,
     random_square_crops,
 )
-from soundsup.models import load_model
-from soundsup.pretext import PretextConfig, split_by_group, train_pretext
+from soundsup.models import WriteError, load_model
+from soundsup.pretext import (
+    PretextConfig,
+    build_training,
+    split_by_group,
+    steps_per_epoch,
+    train_pretext,
+    train_step,
+)
 
 CPU = torch.device("cpu")
 COLOURS = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]], np.uint8)
@@ -156,28 +165,72 @@ def paths(folder: Path) -> dict:
     }
 
 
-TINY = PretextConfig(epochs=2, batch_size=8, crop_size=32, fc_width=64, log_every=2, lr_max=0.003)
-TINY_ALEXNET = PretextConfig(epochs=2, batch_size=8, crop_size=64, fc_width=64, log_every=0, lr_max=0.001)
+TINY = PretextConfig(epochs=2, batch_size=8, crop_size=32, fc_width=64, log_every=2, checkpoint_every=1)
+TINY_ALEXNET = PretextConfig(
+    epochs=2, batch_size=8, crop_size=64, fc_width=64, log_every=0, checkpoint_every=1
+)
+PAPER = PretextConfig()
 
 
-def test_learns_colour_classes_above_chance(tmp_path):
+def read_history(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "resnet18"])
+def test_learns_colour_classes_under_the_paper_optimiser(tmp_path, arch):
+    """The paper config's optimiser (schedule, lr, betas, decay, clipping) learns both networks."""
     frames, targets, groups = coloured_frames(96, 72, seed=0)
     config = PretextConfig(
-        epochs=6, batch_size=16, crop_size=64, fc_width=64, lr_max=0.001, val_fraction=0.25
+        epochs=5, epoch_repeats=3, batch_size=16, crop_size=64, fc_width=64, val_fraction=0.25, log_every=0
     )
-    metrics = train_pretext(frames, targets, groups, "alexnet", 3, config, 0, CPU, **paths(tmp_path))
-    assert metrics["n_val"] == 24 and metrics["epochs"] == 6
-    assert metrics["val_acc"] >= 0.7  # chance is 1/3
-    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    optimiser = ("schedule", "lr_max", "betas", "weight_decay", "clip_grad_norm")
+    assert all(getattr(config, key) == getattr(PAPER, key) for key in optimiser)
+    meta = {"config_slice": {"arch": arch}, "seed": 0, "feature": "colour"}
+    metrics = train_pretext(frames, targets, groups, arch, 3, config, 0, CPU, **paths(tmp_path), meta=meta)
+    assert metrics["n_val"] == 24 and metrics["epochs"] == 5
+    assert metrics["val_acc"] >= 0.7, metrics["val_acc"]  # chance is 1/3
+    history = read_history(tmp_path / "history.jsonl")
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
     expected = {"epoch", "loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"}
     assert expected <= set(history[0])
     model, payload = load_model(tmp_path / "model.pt")
-    assert (
-        payload["arch"] == "alexnet" and payload["epochs"] == 6 and payload["val_acc"] == metrics["val_acc"]
-    )
-    assert len(payload["history"]) == 6
+    assert payload["arch"] == arch and payload["epochs"] == 5 and payload["val_acc"] == metrics["val_acc"]
+    assert len(payload["history"]) == 5
+    sidecar = json.loads((tmp_path / "model.pt.meta.json").read_text())
+    assert sidecar["feature"] == "colour" and sidecar["metrics"]["val_acc"] == metrics["val_acc"]
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_schedules_and_optimiser_settings(tmp_path):
+    frames, targets, groups = coloured_frames(32, 32, seed=4)
+    base = {**TINY.__dict__, "epochs": 4, "log_every": 0}
+    constant = PretextConfig(**{**base, "schedule": "constant", "lr_max": 4e-4})
+    train_pretext(frames, targets, groups, "resnet18", 3, constant, 0, CPU, **paths(tmp_path / "c"))
+    assert [row["lr"] for row in read_history(tmp_path / "c" / "history.jsonl")] == [4e-4] * 4
+    onecycle = PretextConfig(**{**base, "schedule": "onecycle", "lr_max": 0.01, "epoch_repeats": 3})
+    train_pretext(frames, targets, groups, "resnet18", 3, onecycle, 0, CPU, **paths(tmp_path / "o"))
+    lrs = [row["lr"] for row in read_history(tmp_path / "o" / "history.jsonl")]
+    # 4 epochs of 3 x 28 frames / 8 = 10 steps: warm-up from 0.01 / 25 over 30 % of them to the
+    # peak 0.01, cosine down to 0.01 / 25e4 at the last step (reached only if 40 steps were made)
+    assert 4e-4 < lrs[0] and max(lrs) <= 0.01 and lrs[1] > lrs[2] > lrs[3]
+    assert lrs[3] == pytest.approx(4e-8)
+    model, optimizer, scheduler = build_training("alexnet", 3, PAPER, 100, 0, CPU)
+    group = optimizer.param_groups[0]
+    assert group["betas"][0] == 0.95 and group["weight_decay"] == 0.01
+    assert steps_per_epoch(24, onecycle) == 9 and steps_per_epoch(24, TINY) == 3
+    for bad in ({"schedule": "cosine"}, {"betas": (0.9,)}, {"clip_grad_norm": 0}, {"checkpoint_every": 0}):
+        with pytest.raises(ValueError, match="pretext."):
+            PretextConfig(**bad)
+
+
+def test_clipping_bounds_the_gradient_norm():
+    torch.manual_seed(0)
+    config = PretextConfig(batch_size=4, crop_size=64, fc_width=16, precision="fp32")
+    model, optimizer, scheduler = build_training("alexnet", 3, config, 10, 0, CPU)
+    x, y = 50 * torch.randn(4, 3, 64, 64), torch.arange(4) % 3
+    train_step(model, x, y, optimizer, scheduler, None, clip_grad_norm=1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert norm.item() == pytest.approx(1e-3, rel=1e-3)
 
 
 def assert_same_weights(path_a: Path, path_b: Path) -> None:
@@ -214,6 +267,42 @@ def test_stop_after_epoch_then_resume_is_bit_identical(tmp_path, precision):
     assert_same_weights(tmp_path / "whole" / "model.pt", tmp_path / "parts" / "model.pt")
 
 
+def test_checkpoint_every_resumes_from_the_last_checkpoint_bit_identically(tmp_path):
+    frames, targets, groups = coloured_frames(32, 72, seed=5)
+    config = PretextConfig(**{**TINY_ALEXNET.__dict__, "epochs": 5, "checkpoint_every": 2})
+    train_pretext(frames, targets, groups, "alexnet", 3, config, 3, CPU, **paths(tmp_path / "whole"))
+    every_epoch = PretextConfig(**{**config.__dict__, "checkpoint_every": 1})
+    train_pretext(frames, targets, groups, "alexnet", 3, every_epoch, 3, CPU, **paths(tmp_path / "each"))
+    assert_same_weights(tmp_path / "whole" / "model.pt", tmp_path / "each" / "model.pt")
+
+    parts = tmp_path / "parts"
+    for stop, checkpointed in ((1, None), (3, 2), (4, 4)):
+        train_pretext(
+            frames, targets, groups, "alexnet", 3, config, 3, CPU, **paths(parts), stop_after_epoch=stop
+        )
+        assert len(read_history(parts / "history.jsonl")) == stop
+        if checkpointed is None:
+            assert not (parts / "checkpoint.pt").exists()
+        else:
+            assert torch.load(parts / "checkpoint.pt", weights_only=False)["epoch"] == checkpointed
+        if stop == 3:  # a kill after epoch 3: the next run repeats epoch 3 from the checkpoint of 2
+            train_pretext(
+                frames, targets, groups, "alexnet", 3, config, 3, CPU, **paths(parts), stop_after_epoch=3
+            )
+            assert torch.load(parts / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    assert sorted(p.name for p in parts.iterdir()) == ["checkpoint.pt", "history.jsonl"]  # only the latest
+    other_period = PretextConfig(**{**config.__dict__, "checkpoint_every": 3})  # does not change results
+    final = train_pretext(frames, targets, groups, "alexnet", 3, other_period, 3, CPU, **paths(parts))
+    assert final["epochs"] == 5 and [row["epoch"] for row in read_history(parts / "history.jsonl")] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert_same_weights(tmp_path / "whole" / "model.pt", parts / "model.pt")
+
+
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
     frames, targets, groups = coloured_frames(32, 72, seed=2)
     other = PretextConfig(**{**TINY_ALEXNET.__dict__, "epochs": 5})
@@ -233,7 +322,7 @@ KILLED_RUN = textwrap.dedent(
     torch.set_num_threads(1)
     data = np.load(sys.argv[1])
     folder = sys.argv[2]
-    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, lr_max=0.001, log_every=0)
+    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, log_every=0, checkpoint_every=2)
     outputs = [folder + "/model.pt", folder + "/history.jsonl", folder + "/checkpoint.pt"]
     train_pretext(data["frames"], data["targets"], data["groups"], "alexnet", 3, config, 11,
                   torch.device("cpu"), *outputs)
@@ -241,7 +330,15 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path):
+def history_lines(path: Path) -> int:
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def test_resume_after_sigkill_between_checkpoints_is_bit_identical(tmp_path):
+    """Checkpoints every 2 epochs; killed after an odd epoch, the run resumes from the one before."""
     frames, targets, groups = coloured_frames(48, 72, seed=3)
     data_path = tmp_path / "data.npz"
     np.savez(data_path, frames=frames, targets=targets, groups=groups)
@@ -251,25 +348,99 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(data_path), str(killed)], env=env)
     try:
         deadline = time.monotonic() + 120
-        while not (killed / "checkpoint.pt").exists():
-            assert process.poll() is None, "training subprocess ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.005)
+        while history_lines(killed / "history.jsonl") < 3:  # epoch 3 done, its checkpoint not due
+            assert process.poll() is None, "training subprocess ended before its third epoch"
+            assert time.monotonic() < deadline, "no third epoch within 120 s"
+            time.sleep(0.002)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "model.pt").exists(), "the run finished before it could be killed"
     epoch = torch.load(killed / "checkpoint.pt", weights_only=False)["epoch"]
-    assert 1 <= epoch < 6
+    assert epoch in (2, 4) and history_lines(killed / "history.jsonl") > epoch  # killed between checkpoints
 
-    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, lr_max=0.001, log_every=0)
+    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, log_every=0, checkpoint_every=2)
     resumed = train_pretext(frames, targets, groups, "alexnet", 3, config, 11, CPU, **paths(killed))
     assert resumed["epochs"] == 6
     history = [json.loads(line) for line in (killed / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == list(range(1, 7))
     train_pretext(frames, targets, groups, "alexnet", 3, config, 11, CPU, **paths(tmp_path / "whole"))
     assert_same_weights(tmp_path / "whole" / "model.pt", killed / "model.pt")
+
+
+# --- full disks ------------------------------------------------------------------------
+
+SMALL = PretextConfig(epochs=3, batch_size=8, crop_size=64, fc_width=8, log_every=0, checkpoint_every=1)
+
+
+def test_full_disk_at_a_checkpoint_names_it_and_keeps_the_last_good_one(tmp_path):
+    frames, targets, groups = coloured_frames(24, 72, seed=6)
+    reference = tmp_path / "reference"
+    train_pretext(
+        frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **paths(reference), stop_after_epoch=1
+    )
+    checkpoint_bytes = (reference / "checkpoint.pt").stat().st_size
+    train_pretext(frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **paths(reference))
+
+    # room for one checkpoint, not for the next one beside it (the old one stays until the rename)
+    with small_tmpfs(tmp_path / "disk", int(1.5 * checkpoint_bytes)) as disk:
+        with pytest.raises(WriteError) as caught:
+            train_pretext(frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **paths(disk))
+        message = str(caught.value)
+        assert caught.value.errno == errno.ENOSPC
+        assert f"training checkpoint {disk / 'checkpoint.pt'}" in message and "No space left" in message
+        assert sorted(p.name for p in disk.iterdir()) == ["checkpoint.pt", "history.jsonl"]  # no partial file
+        assert torch.load(disk / "checkpoint.pt", weights_only=False)["epoch"] == 1
+        resumed = tmp_path / "resumed"
+        resumed.mkdir()
+        (resumed / "checkpoint.pt").write_bytes((disk / "checkpoint.pt").read_bytes())
+    train_pretext(frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **paths(resumed))
+    assert_same_weights(reference / "model.pt", resumed / "model.pt")
+
+
+def test_full_disk_at_the_model_file_keeps_the_final_checkpoint(tmp_path):
+    frames, targets, groups = coloured_frames(24, 72, seed=6)
+    train_pretext(frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **paths(tmp_path / "reference"))
+    run = paths(tmp_path / "run")
+    with small_tmpfs(tmp_path / "disk", 1_000_000) as disk:  # the model file is ~15 MB
+        with pytest.raises(WriteError, match=f"model file {disk / 'model.pt'} .ENOSPC"):
+            train_pretext(
+                frames,
+                targets,
+                groups,
+                "alexnet",
+                3,
+                SMALL,
+                0,
+                CPU,
+                **{**run, "model_path": disk / "model.pt"},
+            )
+        assert list(disk.iterdir()) == []
+    assert torch.load(run["checkpoint_path"], weights_only=False)["epoch"] == 3  # nothing to train again
+    history = read_history(run["history_path"])
+    final = train_pretext(frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **run)
+    assert final["epochs"] == 3 and read_history(run["history_path"]) == history
+    assert_same_weights(tmp_path / "reference" / "model.pt", run["model_path"])
+    assert not run["checkpoint_path"].exists()
+
+
+def test_full_disk_at_the_history_names_it(tmp_path):
+    frames, targets, groups = coloured_frames(24, 72, seed=6)
+    with small_tmpfs(tmp_path / "disk", 64 * 1024) as disk:
+        fill(disk, 0)
+        run = {**paths(tmp_path / "run"), "history_path": disk / "history.jsonl"}
+        with pytest.raises(WriteError, match=f"training history {disk / 'history.jsonl'} .ENOSPC"):
+            train_pretext(frames, targets, groups, "alexnet", 3, SMALL, 0, CPU, **run)
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_diverging_training_stops_with_a_clear_error(tmp_path):
+    frames, targets, groups = coloured_frames(32, 32, seed=1)
+    config = PretextConfig(**{**TINY.__dict__, "lr_max": 1e30, "clip_grad_norm": None, "precision": "fp32"})
+    with pytest.raises(FloatingPointError, match=r"loss is nan in epoch 1 \(lr 1.00e\+30\)"):
+        train_pretext(frames, targets, groups, "resnet18", 3, config, 0, CPU, **paths(tmp_path))
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_bad_input_names_the_problem(tmp_path):
@@ -284,3 +455,6 @@ def test_bad_input_names_the_problem(tmp_path):
         )
     with pytest.raises(ValueError, match="unknown architecture"):
         train_pretext(frames, targets, groups, "vgg", 3, TINY, 0, CPU, **paths(tmp_path))
+    with pytest.raises(ValueError, match="crop_size 32 is too small for alexnet"):
+        train_pretext(frames, targets, groups, "alexnet", 3, TINY, 0, CPU, **paths(tmp_path))
+    assert not any(tmp_path.iterdir())

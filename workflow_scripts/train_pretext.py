@@ -11,7 +11,6 @@ def main(snakemake) -> None:
     claim_gpu()  # a card of its own on a workstation; SLURM's choice is kept
     from soundsup.config import build_settings
     from soundsup.device import pick_device, retain_freed_host_memory, set_threads
-    from soundsup.io import write_meta
     from soundsup.pretext import PretextConfig, train_pretext
     from soundsup.shards import load_pretext_data
 
@@ -24,7 +23,7 @@ def main(snakemake) -> None:
     log.info("%d of %d frames have a sound cluster; device %s", len(data.frames), data.n_pairs, device)
 
     config = build_settings(PretextConfig, settings(snakemake, "pretext"))
-    metrics = train_pretext(
+    train_pretext(
         data.frames,
         data.targets,
         data.groups,
@@ -36,15 +35,13 @@ def main(snakemake) -> None:
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         checkpoint_path=snakemake.params.checkpoint,
-    )
-    write_meta(
-        snakemake.output.model,
-        {**snakemake.params.pretext, "arch": snakemake.wildcards.arch, "k": n_clusters},
-        seed=snakemake.params.seed,
-        feature=snakemake.wildcards.feature,
-        n_pretext_pairs=len(data.frames),
-        device=str(device),
-        metrics=metrics,
+        meta={
+            "config_slice": {**snakemake.params.pretext, "arch": snakemake.wildcards.arch, "k": n_clusters},
+            "seed": snakemake.params.seed,
+            "feature": snakemake.wildcards.feature,
+            "n_pretext_pairs": len(data.frames),
+            "device": str(device),
+        },
     )
 
 
