@@ -10,6 +10,7 @@ rule train_pretext:
         indices=shard_files("results/pairs/shard-{shard}/index.parquet"),
     output:
         model="results/pretext/{feature}/k{k}/{arch}/model.pt",
+        backbone="results/pretext/{feature}/k{k}/{arch}/backbone.pth",
         history="results/pretext/{feature}/k{k}/{arch}/history.jsonl",
         meta="results/pretext/{feature}/k{k}/{arch}/model.pt.meta.json",
     log:

@@ -279,6 +279,27 @@ def save_checkpoint(
     save_torch(path, payload, "model file")
 
 
+def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trunk's state dict: every entry but the output layer's (AlexNet's fc8, ResNet's fc).
+
+    It loads with ``strict=True`` into the architecture's definition once its output layer is
+    an ``nn.Identity()``: torchvision's ``resnet18()``, or this module's
+    ``build_model("alexnet", n, fc_width)`` (DeepCluster's batch-norm AlexNet).
+    """
+    head = output_layer(model)
+    head_ids = {id(tensor) for tensor in head.state_dict(keep_vars=True).values()}
+    return {
+        name: tensor.detach().cpu().clone()
+        for name, tensor in model.state_dict(keep_vars=True).items()
+        if id(tensor) not in head_ids
+    }
+
+
+def save_backbone(path: str | Path, model: nn.Module) -> None:
+    """Write :func:`backbone_state_dict` as a plain ``torch.save`` file (atomically)."""
+    save_torch(path, backbone_state_dict(model), "backbone file")
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model saved by :func:`save_checkpoint`; returns (model, the saved dict)."""
     payload = torch.load(path, map_location=map_location, weights_only=False)

@@ -44,7 +44,14 @@ from torch import Tensor, nn
 from soundsup.augment import center_crop_resize, color_jitter, normalize, random_resized_crop_flip
 from soundsup.device import autocast, autocast_dtype, memory_format
 from soundsup.io import write_meta, write_text
-from soundsup.models import MIN_INPUT_SIZE, build_model, save_checkpoint, save_torch, write_error
+from soundsup.models import (
+    MIN_INPUT_SIZE,
+    build_model,
+    save_backbone,
+    save_checkpoint,
+    save_torch,
+    write_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -394,12 +401,15 @@ def train_pretext(
     checkpoint_path: str | Path,
     stop_after_epoch: int | None = None,
     meta: dict | None = None,
+    backbone_path: str | Path | None = None,
 ) -> dict:
     """Train ``arch`` to predict ``targets`` (N,) int64 in [0, n_classes) from ``frames``.
 
     ``frames`` (N, S, S, 3) uint8; ``groups`` (N,) video ids for the grouped validation split.
     Writes ``history_path`` (one JSON line per epoch), ``checkpoint_path`` every
-    ``config.checkpoint_every`` epochs and after the last, then ``model_path`` and, when
+    ``config.checkpoint_every`` epochs and after the last, then ``model_path``,
+    ``backbone_path`` (when given: the trunk's plain state dict, see
+    :func:`soundsup.models.backbone_state_dict`) and, when
     ``meta`` is given (keyword arguments of :func:`soundsup.io.write_meta`: config_slice,
     seed, extras), its sidecar with the run's metrics added; the checkpoint is removed only
     after both. ``stop_after_epoch`` returns after that epoch (1-based) as if killed there.
@@ -483,6 +493,8 @@ def train_pretext(
         model_path, model, arch, n_classes, config.fc_width,
         history=history, val_acc=metrics["val_acc"], epochs=config.epochs, metrics=metrics,
     )  # fmt: skip
+    if backbone_path is not None:
+        save_backbone(backbone_path, model)
     if meta is not None:
         try:
             write_meta(model_path, **{**meta, "metrics": metrics})

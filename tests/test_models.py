@@ -134,3 +134,30 @@ def test_full_disk_names_the_file_and_keeps_the_old_one(tmp_path):
         assert [p.name for p in disk.iterdir()] == ["state.pt"]  # the partial temporary file is gone
         kept = torch.load(disk / "state.pt", weights_only=True)
         assert torch.equal(kept["weights"], payload["weights"])
+
+
+def test_backbone_files_load_with_the_three_lines_the_readme_gives(tmp_path):
+    import torchvision
+
+    from soundsup.models import save_backbone
+
+    torch.manual_seed(0)
+    resnet, alexnet = build_model("resnet18", 8), build_model("alexnet", 8, fc_width=32)
+    save_backbone(tmp_path / "resnet18.pth", resnet)
+    save_backbone(tmp_path / "alexnet.pth", alexnet)
+    assert not any(name.startswith("fc.") for name in torch.load(tmp_path / "resnet18.pth"))
+    # The README's lines, for ResNet-18: torchvision's own definition, strict.
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    model.load_state_dict(torch.load(tmp_path / "resnet18.pth", weights_only=True), strict=True)
+    # ... and for the batch-norm AlexNet: soundsup's definition, strict.
+    trunk = build_model("alexnet", 1, fc_width=32)
+    trunk.classifier[-1] = torch.nn.Identity()
+    trunk.load_state_dict(torch.load(tmp_path / "alexnet.pth", weights_only=True), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    resnet.eval(), model.eval(), alexnet.eval(), trunk.eval()
+    with torch.no_grad():
+        features = torch.nn.Sequential(*list(resnet.children())[:-1])(x).flatten(1)
+        torch.testing.assert_close(model(x), features)  # the same features as the trained trunk
+        alexnet.classifier[-1] = torch.nn.Identity()
+        torch.testing.assert_close(trunk(x), alexnet(x))

@@ -35,6 +35,7 @@ def main(snakemake) -> None:
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         checkpoint_path=snakemake.params.checkpoint,
+        backbone_path=snakemake.output.backbone,
         meta={
             "config_slice": {**snakemake.params.pretext, "arch": snakemake.wildcards.arch, "k": n_clusters},
             "seed": snakemake.params.seed,
