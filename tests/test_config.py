@@ -226,6 +226,11 @@ SETTINGS = [
     ("soundsup.pretext", "PretextConfig", "pretext"),
     ("soundsup.finetune", "FinetuneConfig", "voc"),
     ("soundsup.synthetic", "SyntheticConfig", "synthetic"),
+    ("soundsup.frozen", "FeatureConfig", "svm"),
+    ("soundsup.svm", "SolverConfig", "svm"),
+    ("soundsup.svm", "SvmConfig", "svm"),
+    ("soundsup.svm", "LowShotConfig", "svm"),
+    ("soundsup.svm", "KnnConfig", "svm"),
 ]
 
 

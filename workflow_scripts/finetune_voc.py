@@ -14,7 +14,7 @@ def main(snakemake) -> None:
 
     from soundsup.config import build_settings
     from soundsup.device import pick_device, retain_freed_host_memory, seed_everything, set_threads
-    from soundsup.finetune import FinetuneConfig, finetune_voc, load_backbone
+    from soundsup.finetune import FinetuneConfig, backbone_from_spec, finetune_voc
     from soundsup.io import save_npy, write_meta, write_text
     from soundsup.metrics import average_precision_table, mean_ap
     from soundsup.voc import load_images, read_labels
@@ -35,13 +35,7 @@ def main(snakemake) -> None:
 
     backbone = snakemake.params.backbone
     seed_everything(seed)
-    model = load_backbone(
-        backbone["init"] if backbone["init"] != "sound" else "pretext",
-        arch=backbone["arch"],
-        fc_width=backbone.get("fc_width", 4096),
-        model_path=snakemake.input.model or None,
-        imagenet_weights=backbone.get("weights"),
-    )
+    model = backbone_from_spec(backbone, snakemake.input.model)
     device = pick_device(snakemake.config["device"])
     scores, history = finetune_voc(model, train_images, train_labels, test_images, mode, config, seed, device)
     table = average_precision_table(test_labels, scores)
