@@ -40,3 +40,13 @@ def test_bench_clusters_compares_both_backends():
     )
     assert any("sklearn" in line for line in lines) and any("faiss" in line for line in lines)
     assert re.search(r"faiss [\d.]+ s vs sklearn [\d.]+ s \([\d.]+x as fast\)", lines[-1])
+
+
+def test_bench_svm_compares_both_representations():
+    lines = run_benchmark(
+        "bench_svm.py",
+        *("--images", "120", "--size", "64", "--classes", "1"),
+        *("--baseline-costs", "1", "--threads", "1"),
+    )
+    assert any(re.search(r"C=1\s+basis\s+[\d.]+ s.*plain\s+[\d.]+ s", line) for line in lines)
+    assert re.search(r"= [\d.]+x \(decisions within [\d.e+-]+\); one train_svm job [\d.]+ CPU min", lines[-1])
