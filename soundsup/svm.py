@@ -36,9 +36,10 @@ the image ids (``ids``) and one (N, D) float32 array per layer.
 Test AP everywhere is :func:`soundsup.metrics.average_precision` (step AP, images labelled 0 left
 out). Every liblinear fit is seeded (``random_state``); fits run in ``n_workers`` forked
 processes (liblinear draws from one random generator per process, so threads would make the
-results depend on scheduling), each limited to one BLAS thread. Trainval and test features are
-first written in an orthonormal basis of the trainval rows (:func:`row_space`): the same SVMs,
-up to rounding, at a fraction of the cost when there are fewer images than dimensions.
+results depend on scheduling), each limited to one BLAS thread. Where it is cheaper, trainval
+and test features are first written in an orthonormal basis of the trainval rows
+(:func:`row_space`): the same SVMs, up to rounding, at a fraction of the cost when there are
+far fewer images than nonzero values per image.
 """
 
 from __future__ import annotations
@@ -196,27 +197,27 @@ def l2_normalize(features: np.ndarray) -> np.ndarray:
     return values / (np.linalg.norm(values, axis=1, keepdims=True) + NORM_EPSILON)
 
 
-def row_space(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def row_space(train: np.ndarray, test: np.ndarray, always: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``train`` (N, D) and ``test`` (M, D) in an orthonormal basis of the span of the trainval
-    rows: (N, R) and (M, R) float64, R = rank <= min(N, D), when that has fewer columns than D;
-    else the inputs as float64.
+    rows, (N, R) and (M, R) float64 with R = rank <= min(N, D), when that makes liblinear's
+    work smaller; else the inputs as float64.
 
     A linear SVM with an L2 penalty (and liblinear's bias, an appended constant feature) sees
     its data only through inner products, and its weights lie in the span of its training rows:
     in such a basis every inner product, hence every step of liblinear's dual coordinate descent
     (the same random order included), every weight vector (rotated) and every decision value, is
-    the same up to rounding, while each step costs R instead of D operations.
+    the same up to rounding. liblinear stores the nonzero values of each row, so a step costs
+    R values instead of the row's nonzeros: the basis is taken (``always``: in any case) when
+    min(N, D) is below the mean number of nonzeros per row (features with many dead units are
+    sparse, and stay as they are).
     """
     train = np.ascontiguousarray(train, dtype=np.float64)
     test = np.ascontiguousarray(test, dtype=np.float64)
-    if train.shape[0] >= train.shape[1]:
+    nonzeros = np.count_nonzero(train) / max(len(train), 1)
+    if not always and min(train.shape) >= nonzeros:
         return train, test
     _, singular, basis = np.linalg.svd(train, full_matrices=False)
-    rank = (
-        int((singular > singular[0] * max(train.shape) * np.finfo(np.float64).eps).sum())
-        if len(singular)
-        else 0
-    )
+    rank = int((singular > singular[0] * max(train.shape) * np.finfo(np.float64).eps).sum())
     basis = basis[: max(rank, 1)].T
     return train @ basis, test @ basis
 

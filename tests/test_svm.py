@@ -159,6 +159,8 @@ def test_row_space_gives_the_same_svm():
         np.testing.assert_allclose(z_test @ rotated + rotated_bias, test @ weights + bias, atol=1e-6)
     tall = rng.normal(size=(50, 8))
     assert row_space(tall, tall[:3])[0].shape == (50, 8)  # more images than dimensions: unchanged
+    sparse = x * (rng.random(x.shape) < 0.1)  # ~50 nonzeros per row, 60 images: as it is
+    np.testing.assert_array_equal(row_space(sparse, test)[0], sparse)
 
 
 def test_parallel_fits_give_the_same_result(separable):
