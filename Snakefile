@@ -19,6 +19,7 @@ include: "rules/features.smk"
 include: "rules/pretext.smk"
 include: "rules/voc.smk"
 include: "rules/results.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
@@ -26,4 +27,6 @@ rule all:
     input:
         TABLES,
         FIGURES,
+        FROZEN_TABLES,
+        FROZEN_FIGURES,
         "results/dataset.csv",

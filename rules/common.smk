@@ -4,7 +4,9 @@ from importlib import resources
 from pathlib import Path
 
 from soundsup.config import (
+    FROZEN_LAYERS,
     TORCHVISION_IMAGENET_URLS,
+    frozen_layers,
     load_schema,
     model_names,
     rule_params,
@@ -68,6 +70,7 @@ wildcard_constraints:
     mode="head|all",
     seed=r"\d+",
     model=r"(texture|mfcc)-k\d+-(alexnet|resnet18)|(random|imagenet)-(alexnet|resnet18)",
+    layer="|".join(layer for layers in FROZEN_LAYERS.values() for layer in layers),
 
 
 def voc_root_of(marker):
@@ -284,3 +287,74 @@ def finetune_runtime(wildcards, attempt):
     return finetune_minutes(
         model_spec(wildcards.model)["arch"], config, attempt=attempt
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# frozen-feature evaluations (rules/evaluate.smk): every model of MODELS, its architecture's layers
+
+FROZEN_TABLES = [
+    "results/svm_layers.csv",
+    "results/svm_lowshot.csv",
+    "results/knn_layers.csv",
+]
+FROZEN_FIGURES = ["results/figures/svm_layers.png", "results/figures/svm_lowshot.png"]
+# The svm keys each evaluation reads (params_of keeps only those: a change reruns only its users).
+SVM_SOLVER_KEYS = ("costs", "max_iter", "tol", "positive_weight", "normalize")
+SVM_KEYS = {
+    "extract": ("pooled_dims", "precision"),
+    "svm": (*SVM_SOLVER_KEYS, "cv_folds", "difficult"),
+    "lowshot": (
+        *SVM_SOLVER_KEYS,
+        "lowshot_sizes",
+        "lowshot_samples",
+        "lowshot_negative_ratio",
+        "lowshot_cost",
+    ),
+    "knn": ("knn_k",),
+}
+
+
+def svm_params(evaluation):
+    """The svm keys that shape one evaluation's results (``SVM_KEYS[evaluation]``)."""
+    used = SVM_KEYS[evaluation]
+    return params_of("svm", exclude=[key for key in config["svm"] if key not in used])
+
+
+def model_layers(model, key="layers"):
+    """The layers of a model's architecture that svm.<key> names, in network order."""
+    return frozen_layers(config, model_spec(model)["arch"], key)
+
+
+def frozen_features(wildcards):
+    return {
+        split: f"results/frozen/{wildcards.model}/features/{split}.npz"
+        for split in ("trainval", "test")
+    }
+
+
+def svm_files(wildcards=None):
+    return [
+        f"results/frozen/{model}/svm/{layer}/ap.csv"
+        for model in MODELS
+        for layer in model_layers(model)
+    ]
+
+
+def lowshot_files(wildcards=None):
+    return [
+        f"results/frozen/{model}/lowshot/{layer}/map.csv"
+        for model in MODELS
+        for layer in model_layers(model, "lowshot_layers")
+    ]
+
+
+def knn_files(wildcards=None):
+    return [f"results/frozen/{model}/knn/ap.csv" for model in MODELS]
+
+
+def frozen_models():
+    """{model: {"arch", "init"}} of every model, in the order of MODELS (the tables' rows)."""
+    return {
+        model: {key: model_spec(model)[key] for key in ("arch", "init")}
+        for model in MODELS
+    }

@@ -56,6 +56,14 @@ TORCHVISION_IMAGENET_URLS = {
 # The smallest square input AlexNet's layers accept (conv1 11x11/4 pad 2, three 3x3/2 max-pools):
 # 63 px give a 1x1 pool5 map. tests/test_config.py checks it against the real network.
 ALEXNET_MIN_INPUT = 63
+# The layers of the frozen-feature evaluations (config section svm), in network order:
+# AlexNet's five convolutions (after their ReLU), pool5 (the last max-pool) and fc6, fc7 (after
+# their ReLU); ResNet-18 after each residual stage. tests/test_frozen.py checks these names
+# against the networks' hooks.
+FROZEN_LAYERS = {
+    "alexnet": ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7"),
+    "resnet18": ("layer1", "layer2", "layer3", "layer4"),
+}
 _BYTE_RATE = re.compile(r"(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[KMGTPEZY]?)\b")  # yt-dlp's parse_bytes
 _INT_TEXT = re.compile(r"[+-]?\d+")
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -347,6 +355,16 @@ def model_names(config: Mapping[str, Any]) -> list[str]:
         weights = config["voc"]["imagenet_weights"]
         names += [f"imagenet-{arch}" for arch in archs if weights.get(arch)]
     return names
+
+
+def frozen_layers(config: Mapping[str, Any], arch: str, key: str = "layers") -> list[str]:
+    """The layers of ``arch`` that config key ``svm.<key>`` (``layers`` or ``lowshot_layers``)
+    names, in network order (``'all'``: every one of :data:`FROZEN_LAYERS`)."""
+    chosen = config["svm"][key][arch]
+    every = FROZEN_LAYERS[arch]
+    if chosen == "all":
+        return list(every)
+    return [layer for layer in every if layer in chosen]
 
 
 def byte_rate(text: str) -> int | None:

@@ -38,9 +38,10 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -189,6 +190,21 @@ def load_backbone(
     if spec == "imagenet":
         return _imagenet_backbone(arch, imagenet_weights)
     raise ValueError(f"unknown backbone spec {spec!r}; expected one of {BACKBONE_SPECS}")
+
+
+def backbone_from_spec(backbone: Mapping[str, Any], model_path: str | None) -> nn.Module:
+    """The network a rule's ``backbone`` params describe (rules/common.smk, ``backbone_params``):
+    ``init`` (``sound``: the pretext model file ``model_path``; ``random``: a fresh network of
+    ``fc_width``, so seed the global torch RNG first; ``imagenet``: the state-dict file
+    ``weights``) and ``arch``. See :func:`load_backbone`."""
+    init = backbone["init"]
+    return load_backbone(
+        "pretext" if init == "sound" else init,
+        arch=backbone["arch"],
+        fc_width=backbone.get("fc_width", 4096),
+        model_path=model_path or None,
+        imagenet_weights=backbone.get("weights"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

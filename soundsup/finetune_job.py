@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from soundsup.device import retain_freed_host_memory, seed_everything, set_threads
-from soundsup.finetune import FinetuneConfig, finetune_voc, load_backbone
+from soundsup.finetune import FinetuneConfig, backbone_from_spec, finetune_voc
 from soundsup.io import naming_write_errors, write_durably, write_meta
 from soundsup.metrics import average_precision_table, mean_ap
 from soundsup.voc import load_packed_images, read_labels
@@ -73,14 +73,7 @@ def run_finetune_job(
     pretext = json.loads(Path(pretext_meta_path).read_text()) if pretext_meta_path else {}
 
     seed_everything(seed)  # a random backbone is drawn from the global generator
-    init = backbone["init"]
-    model = load_backbone(
-        "pretext" if init == "sound" else init,
-        arch=backbone["arch"],
-        fc_width=backbone.get("fc_width", 4096),
-        model_path=model_path or None,
-        imagenet_weights=backbone.get("weights"),
-    )
+    model = backbone_from_spec(backbone, model_path)
     scores, history = finetune_voc(
         model, train, train_labels, test, mode, config, seed, device,
         checkpoint_path=checkpoint_path, crop_method=crop_method,

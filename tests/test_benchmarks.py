@@ -76,3 +76,13 @@ def test_bench_sources_measures_the_scan_planning_and_the_csv():
         r"VGGSound 500 rows read in [\d.]+ s = [\d.]+x pandas.read_csv unchecked",
         lines[-1],
     )
+
+
+def test_bench_svm_compares_both_representations():
+    lines = run_benchmark(
+        "bench_svm.py",
+        *("--images", "120", "--size", "64", "--classes", "1"),
+        *("--baseline-costs", "1", "--threads", "1"),
+    )
+    assert any(re.search(r"C=1\s+basis\s+[\d.]+ s.*plain\s+[\d.]+ s", line) for line in lines)
+    assert re.search(r"= [\d.]+x \(decisions within [\d.e+-]+\); one train_svm job [\d.]+ CPU min", lines[-1])

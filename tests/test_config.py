@@ -293,6 +293,11 @@ SETTINGS = [
     ("soundsup.synthetic", "SyntheticConfig", "synthetic"),
     ("soundsup.folder", "FolderConfig", "folder"),
     ("soundsup.vggsound", "VGGSoundConfig", "vggsound"),
+    ("soundsup.frozen", "FeatureConfig", "svm"),
+    ("soundsup.svm", "SolverConfig", "svm"),
+    ("soundsup.svm", "SvmConfig", "svm"),
+    ("soundsup.svm", "LowShotConfig", "svm"),
+    ("soundsup.svm", "KnnConfig", "svm"),
 ]
 
 

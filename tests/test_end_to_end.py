@@ -49,8 +49,31 @@ def test_tables_hold_measured_and_published_rows(finished_run):
     np.testing.assert_allclose(per_class_mean, measured2["map"], atol=0.02)
 
 
+def test_frozen_feature_tables_hold_every_model(finished_run):
+    models = ["texture-k3-alexnet", "mfcc-k3-alexnet", "random-alexnet"]
+    layers = pd.read_csv(finished_run / "results" / "svm_layers.csv")
+    assert list(layers["model"]) == models and list(layers.columns[3:]) == ["conv5", "best_layer", "best_map"]
+    assert layers["conv5"].between(0, 100).all() and (layers["best_layer"] == "conv5").all()
+    per_class = pd.read_csv(
+        finished_run / "results" / "frozen" / "random-alexnet" / "svm" / "conv5" / "ap.csv"
+    )
+    assert len(per_class) == 20 and round(100 * per_class["ap"].mean(), 2) == pytest.approx(
+        layers["conv5"][2]
+    )
+    lowshot = pd.read_csv(finished_run / "results" / "svm_lowshot.csv")
+    assert (
+        list(lowshot["model"]) == models
+        and (lowshot["positives"] == 1).all()
+        and (lowshot["n_samples"] == 2).all()
+    )
+    assert lowshot["map_mean"].between(0, 100).all() and lowshot["cost"].isin([0.1, 1.0, 10.0]).all()
+    knn = pd.read_csv(finished_run / "results" / "knn_layers.csv")
+    assert list(knn["model"]) == models and (knn["k"] == 20).all() and knn["conv5"].between(0, 100).all()
+
+
 def test_figures_are_written(finished_run):
-    for name in ("map_vs_k", "feature_comparison", "cluster_montage", "top_activations", "pretext_curves"):
+    for name in ("map_vs_k", "feature_comparison", "cluster_montage", "top_activations", "pretext_curves",
+                 "svm_layers", "svm_lowshot"):  # fmt: skip
         figure = finished_run / "results" / "figures" / f"{name}.png"
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -72,6 +95,12 @@ def test_nothing_to_do_after_a_finished_run(finished_run):
     assert planned_jobs(finished_run, TEST_CONFIG) == {}
 
 
+def frozen_jobs(n_models):
+    """The frozen-feature jobs of ``n_models`` models (one layer each in the tiny config)."""
+    jobs = ("extract_frozen_features", "train_svm", "train_lowshot_svm", "score_knn")
+    return {**dict.fromkeys(jobs, n_models), "tabulate_frozen": 1, "plot_frozen": 1}
+
+
 AFTER_PRETEXT = {
     "train_pretext": 2,
     "finetune_voc": 4,
@@ -79,6 +108,7 @@ AFTER_PRETEXT = {
     "plot_results": 1,
     "plot_activations": 1,
     "plot_training": 1,
+    **frozen_jobs(2),
 }
 
 
@@ -99,6 +129,9 @@ RUNTIME_CHANGES = {
     "voc__threads": 2,
     "pretext__mem_mb": 2500,
     "voc__mem_mb": 2500,
+    "svm__threads": 2,
+    "svm__batch_size": 16,
+    "svm__mem_mb": 2500,
 }
 
 
@@ -115,6 +148,7 @@ RUNTIME_CHANGES = {
                 "tabulate_ap": 1,
                 "plot_results": 1,
                 "plot_training": 1,
+                **frozen_jobs(2),
             },
         ),
         (
@@ -129,10 +163,23 @@ RUNTIME_CHANGES = {
                 "plot_clusters": 1,
                 "plot_activations": 1,
                 "plot_training": 1,
+                **frozen_jobs(1),
             },
         ),
         ({"voc__iterations": 30}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
         ({"pretext__precision": "fp32"}, AFTER_PRETEXT),
+        ({"svm__knn_k": 5}, {"score_knn": 3, "tabulate_frozen": 1, "plot_frozen": 1}),
+        (
+            {"svm__costs": [0.1, 1.0]},
+            {"train_svm": 3, "train_lowshot_svm": 3, "tabulate_frozen": 1, "plot_frozen": 1},
+        ),
+        ({"svm__lowshot_samples": 3}, {"train_lowshot_svm": 3, "tabulate_frozen": 1, "plot_frozen": 1}),
+        ({"svm__pooled_dims": 4000}, frozen_jobs(3)),
+        # A new layer: its SVMs and the k-NN scores of the layers, no new features.
+        (
+            {"svm__layers": {"alexnet": ["conv5", "fc7"]}},
+            {"train_svm": 3, "score_knn": 3, "tabulate_frozen": 1, "plot_frozen": 1},
+        ),
         *[({key: value}, {}) for key, value in RUNTIME_CHANGES.items()],
     ],
     ids=[
@@ -141,6 +188,11 @@ RUNTIME_CHANGES = {
         "texture parameter",
         "voc parameter",
         "precision",
+        "svm.knn_k",
+        "svm.costs",
+        "svm.lowshot_samples",
+        "svm.pooled_dims",
+        "svm.layers",
         *[key.replace("__", ".") for key in RUNTIME_CHANGES],
     ],
 )

@@ -33,6 +33,18 @@ def test_paper_config_plans_the_full_dag_offline(tmp_path):
     assert not any(tmp_path.joinpath(name).exists() for name in ("resources", "results"))
 
 
+def test_frozen_evaluations_cover_every_model_and_layer(tmp_path):
+    # config.yaml: 28 sound models + random and ImageNet per architecture, 16 of each; every
+    # AlexNet layer (8) and ResNet-18 stage (4) gets its SVMs, the last two of each low-shot ones.
+    jobs = planned_jobs(tmp_path, REPO / "config.yaml", "results/svm_layers.csv", "results/svm_lowshot.csv")
+    assert jobs["extract_frozen_features"] == 32 and jobs["score_knn"] == 32
+    assert jobs["train_svm"] == 16 * 8 + 16 * 4 and jobs["train_lowshot_svm"] == 32 * 2
+    assert jobs["fetch_imagenet_weights"] == 2 and "finetune_voc" not in jobs
+    demo = planned_jobs(tmp_path, REPO / "configs" / "demo.yaml")
+    assert demo["extract_frozen_features"] == 10 and demo["train_svm"] == 5 * 4 + 5 * 4
+    assert demo["train_lowshot_svm"] == 10 and demo["tabulate_frozen"] == 1 and demo["plot_frozen"] == 1
+
+
 def test_demo_dag_has_every_stage(tmp_path):
     jobs = planned_jobs(tmp_path, REPO / "configs/demo.yaml")
     for rule in (
