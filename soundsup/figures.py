@@ -599,7 +599,7 @@ def pretext_curves_figure(histories: Mapping[str, list[dict]], n_clusters: Mappi
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("accuracy (predicting the sound cluster)")
-    axes.set_title("Pretext training: validation accuracy per epoch")
+    axes.set_title("Pretext training: accuracy per epoch")
     axes.grid(alpha=0.3)
     if histories:
         handles, labels = axes.get_legend_handles_labels()
