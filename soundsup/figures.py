@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -72,21 +72,23 @@ def plot_map_vs_k(table1: pd.DataFrame, path: str | Path, feature: str = "textur
 def map_vs_k_figure(table1: pd.DataFrame, feature: str = "texture") -> Figure:
     """VOC mAP against the number of clusters k for one sound ``feature``, measured rows only.
 
-    One line per (arch, mode) with error bars = sd over seeds (lines nudged sideways a little so
-    that bars at the same k do not hide each other); the random-init network of the same
-    (arch, mode) as a dashed horizontal line. Published rows (real VOC 2007 numbers, any method
-    name) never share these axes: when ``table1`` has some, they get a panel of their own on
-    the right (:func:`_published_panel`), 13 x 5 inches in all instead of 7.5 x 5.
+    One line per (arch, mode), lines nudged sideways a little (centred on k) so that points at
+    the same k do not hide each other; an error bar (sd over seeds) only on a point measured
+    with two seeds or more (``{mode}_n`` of table 1); the random-init network of the same
+    (arch, mode) as a dashed horizontal line, in a band of +-1 sd when it has several seeds.
+    Published rows (real VOC 2007 numbers, any method name) never share these axes: when
+    ``table1`` has some, they get a panel of their own on the right (:func:`_published_panel`),
+    13 x 5 inches in all instead of 7.5 x 5.
     """
     if feature not in FEATURES:
         raise FigureError(f"unknown feature {feature!r}; expected one of {FEATURES}")
     published = table1.loc[table1["source"] == "published"]
     published = published.loc[published["head_map"].notna() | published["all_map"].notna()]
     figure = _new_figure(13.0 if len(published) else 7.5, 5.0)
-    if len(published):
-        grid = figure.add_gridspec(1, 2, width_ratios=(7.5, 5.5))
-        axes = figure.add_subplot(grid[0])
-        _published_panel(figure.add_subplot(grid[1]), published)
+    if len(published):  # two subfigures: each panel's layout (its legend, its labels) its own
+        measured_side, published_side = figure.subfigures(1, 2, width_ratios=(7.5, 5.5))
+        axes = measured_side.add_subplot()
+        _published_panel(published_side.add_subplot(), published)
     else:
         axes = figure.add_subplot()
     sound = _rows(table1, "measured", "sound")
@@ -94,20 +96,28 @@ def map_vs_k_figure(table1: pd.DataFrame, feature: str = "texture") -> Figure:
     random = _rows(table1, "measured", "random")
     ks = sorted(set(sound["k"]))
     nudge = 0.012 * (max(ks) - min(ks)) if len(ks) > 1 else 0.05
+    lines = {key: sound.loc[(sound["arch"] == key[0]) & sound[f"{key[1]}_map"].notna()] for key in _COLORS}
+    lines = {key: line for key, line in lines.items() if len(line)}
     drawn = 0
-    for series, ((arch, mode), color) in enumerate(_COLORS.items()):
-        line = sound.loc[(sound["arch"] == arch) & sound[f"{mode}_map"].notna()]
-        if len(line):
-            sd = pd.to_numeric(line[f"{mode}_sd"]).fillna(0.0)
-            x = line["k"] + (series - 1.5) * nudge
-            axes.errorbar(
-                x, line[f"{mode}_map"], yerr=sd, color=color, marker="o", capsize=3, label=f"{arch}, {mode}"
-            )
-            drawn += 1
+    for series, ((arch, mode), line) in enumerate(lines.items()):
+        color = _COLORS[(arch, mode)]
+        x = line["k"] + (series - (len(lines) - 1) / 2) * nudge
+        y = line[f"{mode}_map"]
+        axes.plot(x, y, color=color, marker="o", label=f"{arch}, {mode} {_seed_count(line, mode)}")
+        several = _several_seeds(line, mode)
+        if several.any():
+            sd = pd.to_numeric(line[f"{mode}_sd"])
+            axes.errorbar(x[several], y[several], yerr=sd[several], fmt="none", ecolor=color, capsize=3)
+        drawn += 1
+    for (arch, mode), color in _COLORS.items():
         base = random.loc[(random["arch"] == arch) & random[f"{mode}_map"].notna()]
         if len(base):
-            label = f"random init {arch}, {mode}"
-            axes.axhline(base[f"{mode}_map"].iloc[0], color=color, linestyle="--", linewidth=1.2, label=label)
+            level = float(base[f"{mode}_map"].iloc[0])
+            label = f"random init {arch}, {mode} {_seed_count(base.iloc[[0]], mode)}"
+            axes.axhline(level, color=color, linestyle="--", linewidth=1.2, label=label)
+            if _several_seeds(base, mode).iloc[0]:
+                spread = float(base[f"{mode}_sd"].iloc[0])
+                axes.axhspan(level - spread, level + spread, color=color, alpha=0.12, linewidth=0)
             drawn += 1
     if drawn == 0:
         message = f"no measured results for feature '{feature}'"
@@ -120,9 +130,26 @@ def map_vs_k_figure(table1: pd.DataFrame, feature: str = "texture") -> Figure:
     axes.set_ylabel("VOC 2007 mAP (%)")
     axes.set_title(f"Measured: mAP vs number of clusters ({feature} features)")
     axes.grid(alpha=0.3)
-    if drawn:
-        axes.legend(fontsize=8, loc="best")
+    if drawn:  # below the axes, where it covers no point
+        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     return figure
+
+
+def _several_seeds(rows: pd.DataFrame, mode: str) -> pd.Series:
+    """Which rows of table 1 have a spread over seeds in ``mode``: 2+ seeds (``{mode}_n``) and an sd."""
+    n_seeds = pd.to_numeric(rows[f"{mode}_n"], errors="coerce").fillna(0)
+    return (n_seeds >= 2) & pd.to_numeric(rows[f"{mode}_sd"], errors="coerce").notna()
+
+
+def _seed_count(rows: pd.DataFrame, mode: str) -> str:
+    """``(1 seed)``, ``(3 seeds)`` or ``(1-3 seeds)``: how many seeds the rows' ``mode`` means average."""
+    counts = pd.to_numeric(rows[f"{mode}_n"], errors="coerce").dropna().astype(int)
+    if not len(counts):
+        return "(seeds unknown)"
+    low, high = counts.min(), counts.max()
+    if low == high:
+        return f"({low} seed{'s' if low != 1 else ''})"
+    return f"({low}-{high} seeds)"
 
 
 def _published_label(row: pd.Series) -> str:
@@ -159,7 +186,8 @@ def _published_panel(axes, published: pd.DataFrame) -> None:
 
 
 def _bar_panel(axes, sound: pd.DataFrame, random: pd.DataFrame, arch: str, mode: str) -> None:
-    """Bars texture vs MFCC at each k for one (arch, mode), random baseline dashed; absent bars skipped."""
+    """Bars texture vs MFCC at each k for one (arch, mode), random baseline dashed; absent bars
+    skipped; an error bar (sd over seeds) only on a bar of two seeds or more."""
     ks = sorted(set(sound["k"]))
     width = 0.8 / len(FEATURES)
     for index, feature in enumerate(FEATURES):
@@ -167,13 +195,16 @@ def _bar_panel(axes, sound: pd.DataFrame, random: pd.DataFrame, arch: str, mode:
         present = [k for k in ks if k in rows.index]
         if not present:
             continue
-        heights = [rows.at[k, f"{mode}_map"] for k in present]
-        errors = [0.0 if pd.isna(rows.at[k, f"{mode}_sd"]) else rows.at[k, f"{mode}_sd"] for k in present]
+        heights = np.array([rows.at[k, f"{mode}_map"] for k in present], dtype=float)
         offset = (index - (len(FEATURES) - 1) / 2) * width
-        positions = [ks.index(k) + offset for k in present]
-        axes.bar(
-            positions, heights, width, yerr=errors, capsize=2, color=_FEATURE_COLORS[feature], label=feature
-        )
+        positions = np.array([ks.index(k) + offset for k in present])
+        axes.bar(positions, heights, width, color=_FEATURE_COLORS[feature], label=feature)
+        several = _several_seeds(rows.loc[present], mode).to_numpy()
+        if several.any():
+            errors = pd.to_numeric(rows.loc[present, f"{mode}_sd"]).to_numpy()[several]
+            axes.errorbar(
+                positions[several], heights[several], yerr=errors, fmt="none", ecolor="black", capsize=2
+            )
     base = random.loc[random["arch"] == arch, f"{mode}_map"].dropna()
     if len(base):
         axes.axhline(base.iloc[0], color="black", linestyle="--", linewidth=1, label="random init")
@@ -186,6 +217,11 @@ def _bar_panel(axes, sound: pd.DataFrame, random: pd.DataFrame, arch: str, mode:
 
 
 def plot_feature_comparison(table1: pd.DataFrame, path: str | Path) -> None:
+    """Write :func:`feature_comparison_figure` of ``table1`` as a PNG."""
+    _save(feature_comparison_figure(table1), path)
+
+
+def feature_comparison_figure(table1: pd.DataFrame) -> Figure:
     """Texture statistics vs MFCC: grouped bars (one per feature) at each k, one panel per (arch, mode)."""
     sound = _rows(table1, "measured", "sound")
     random = _rows(table1, "measured", "random")
@@ -213,7 +249,7 @@ def plot_feature_comparison(table1: pd.DataFrame, path: str | Path) -> None:
         figure.legend(
             list(legend.values()), list(legend), loc="outside lower center", ncol=len(legend), fontsize=9
         )
-    _save(figure, path)
+    return figure
 
 
 def _check_frames(frames: np.ndarray, name: str = "frames") -> None:
@@ -382,6 +418,31 @@ def max_activations(
     return torch.cat(captured).numpy() if captured else np.zeros((0, 0), dtype=np.float32)
 
 
+def strongest_images(
+    activations: np.ndarray, filters: Sequence[int], top: int = 9
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """For each filter (a column of ``activations``, (N, C) from :func:`max_activations`), the
+    indices of the ``top`` images with the highest activation, highest first (ties: lower index
+    first), and those activations: two dicts filter -> (top,) int64 and (top,) float32."""
+    n_channels = activations.shape[1]
+    indices, values = {}, {}
+    for index in filters:
+        if not 0 <= int(index) < n_channels:
+            raise FigureError(f"filter {index} out of range: the layer has {n_channels} channels")
+        column = activations[:, int(index)]
+        order = np.argsort(-column, kind="stable")[: min(top, len(column))].astype(np.int64)
+        indices[int(index)], values[int(index)] = order, column[order].astype(np.float32)
+    return indices, values
+
+
+def most_selective_filters(activations: np.ndarray, n_filters: int = 6) -> list[int]:
+    """The ``n_filters`` most selective columns of ``activations`` (N, C): highest variance across
+    images (ties: lower index first). Deterministic for fixed inputs."""
+    variance = activations.astype(np.float64).var(axis=0)
+    order = np.argsort(-variance, kind="stable")
+    return [int(index) for index in order[:n_filters]]
+
+
 def top_activations(
     model: nn.Module,
     layer: nn.Module,
@@ -390,17 +451,9 @@ def top_activations(
     top: int = 9,
     batch_size: int = 64,
 ) -> dict[int, np.ndarray]:
-    """For each filter (channel of ``layer``), the indices of the ``top`` images with the highest
-    spatial-max activation, highest first (ties: lower index first). Values: (top,) int64."""
-    activations = max_activations(model, layer, images, batch_size)
-    n_channels = activations.shape[1]
-    result = {}
-    for index in filters:
-        if not 0 <= int(index) < n_channels:
-            raise FigureError(f"filter {index} out of range: the layer has {n_channels} channels")
-        order = np.argsort(-activations[:, int(index)], kind="stable")
-        result[int(index)] = order[: min(top, len(order))].astype(np.int64)
-    return result
+    """For each filter (channel of ``layer``), the indices (top,) int64 of the ``top`` images
+    with the highest spatial-max activation (:func:`strongest_images` of :func:`max_activations`)."""
+    return strongest_images(max_activations(model, layer, images, batch_size), filters, top)[0]
 
 
 def choose_filters(
@@ -410,21 +463,38 @@ def choose_filters(
     n_filters: int = 6,
     batch_size: int = 64,
 ) -> list[int]:
-    """The ``n_filters`` most selective channels of ``layer``: highest variance, across images, of
-    the spatial-max activation (ties: lower index first). Deterministic for fixed inputs."""
-    activations = max_activations(model, layer, images, batch_size)
-    variance = activations.astype(np.float64).var(axis=0)
-    order = np.argsort(-variance, kind="stable")
-    return [int(index) for index in order[:n_filters]]
+    """The ``n_filters`` most selective channels of ``layer`` (:func:`most_selective_filters` of
+    :func:`max_activations`)."""
+    return most_selective_filters(max_activations(model, layer, images, batch_size), n_filters)
+
+
+def _activation_format(values: Sequence[np.ndarray]) -> str:
+    """One format for every activation of a figure: three significant digits on the largest."""
+    largest = max((float(np.abs(v).max()) for v in values if np.size(v)), default=1.0)
+    decimals = min(3, max(0, 2 - math.floor(math.log10(largest)))) if largest > 0 else 2
+    return f"{{:.{decimals}f}}"
 
 
 def plot_top_activations(
-    images_uint8: np.ndarray, top: dict[int, np.ndarray], path: str | Path, title: str
+    images_uint8: np.ndarray,
+    top: Mapping[int, np.ndarray],
+    path: str | Path,
+    title: str,
+    values: Mapping[int, np.ndarray],
 ) -> None:
-    """Paper Fig. 2: for each filter in ``top``, a square grid (3x3 for 9) of its top images.
+    """Write :func:`top_activations_figure` as a PNG."""
+    _save(top_activations_figure(images_uint8, top, title, values), path)
+
+
+def top_activations_figure(
+    images_uint8: np.ndarray, top: Mapping[int, np.ndarray], title: str, values: Mapping[int, np.ndarray]
+) -> Figure:
+    """Paper Fig. 2: for each filter in ``top``, a square grid (3x3 for 9) of its top images,
+    each with its activation printed in its lower left corner.
 
     ``images_uint8``: (N, S, S, 3) uint8, indexed by the arrays in ``top`` (an array or
-    :class:`soundsup.shards.ShardFrames`: only the frames shown are read).
+    :class:`soundsup.shards.ShardFrames`: only the frames shown are read); ``values``: per
+    filter, the activations (top,) float of those images, as :func:`strongest_images` gives them.
     """
     _check_frames(images_uint8, "images_uint8")
     if not top:
@@ -433,8 +503,11 @@ def plot_top_activations(
     side = max(1, math.ceil(math.sqrt(count)))
     columns = min(3, len(top))
     rows = math.ceil(len(top) / columns)
-    figure = _new_figure(3.2 * columns, 3.4 * rows + 0.4)
-    figure.suptitle(title)
+    figure = _new_figure(3.2 * columns, 3.4 * rows + 0.6)
+    figure.suptitle(f"{title}\n(number on a frame: the filter's largest response in it)")
+    height, width = images_uint8.shape[1:3]
+    number = _activation_format([np.asarray(values.get(f, ()), dtype=float) for f in top])
+    gutter = 2
     blank = np.full(images_uint8.shape[1:], 255, dtype=np.uint8)
     for panel, (filter_index, indices) in enumerate(top.items()):
         indices = np.asarray(indices, dtype=np.int64)
@@ -442,12 +515,26 @@ def plot_top_activations(
             raise FigureError(
                 f"filter {filter_index}: image index out of range for {len(images_uint8)} images"
             )
+        shown = np.asarray(values.get(filter_index, ()), dtype=float)
+        if shown.shape != indices.shape:
+            raise FigureError(
+                f"filter {filter_index}: {len(indices)} images but {shown.size} activation values"
+            )
         tiles = [images_uint8[index] for index in indices] + [blank] * (side * side - len(indices))
         axes = figure.add_subplot(rows, columns, panel + 1)
-        axes.imshow(_mosaic(np.stack(tiles), side), interpolation="nearest")
+        axes.imshow(_mosaic(np.stack(tiles), side, gutter), interpolation="nearest")
+        for rank, value in enumerate(shown):
+            row, column = divmod(rank, side)
+            axes.text(
+                column * (width + gutter) + 0.04 * width,
+                row * (height + gutter) + 0.96 * height,
+                number.format(value),
+                ha="left", va="bottom", fontsize=7, color="white",
+                bbox={"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.6, "linewidth": 0},
+            )  # fmt: skip
         axes.set_title(f"filter {filter_index}", fontsize=10)
         axes.set_axis_off()
-    _save(figure, path)
+    return figure
 
 
 def read_history(path: str | Path) -> list[dict]:
@@ -466,12 +553,26 @@ def read_history(path: str | Path) -> list[dict]:
     return epochs
 
 
-def plot_pretext_curves(histories: dict[str, list[dict]], path: str | Path) -> None:
-    """Pretext validation accuracy per epoch, one line per model (training accuracy dashed, same colour).
+def plot_pretext_curves(
+    histories: Mapping[str, list[dict]], path: str | Path, n_clusters: Mapping[str, int]
+) -> None:
+    """Write :func:`pretext_curves_figure` as a PNG."""
+    _save(pretext_curves_figure(histories, n_clusters), path)
+
+
+def pretext_curves_figure(histories: Mapping[str, list[dict]], n_clusters: Mapping[str, int]) -> Figure:
+    """Pretext validation accuracy per epoch, one line per model (training accuracy dashed, same
+    colour), and chance, 1/k, as a dash-dotted grey line for each distinct k, labelled.
 
     ``histories``: model name -> the epochs of its ``history.jsonl`` (keys ``epoch``,
-    ``val_acc`` and, when present, ``train_acc``).
+    ``val_acc`` and, when present, ``train_acc``); ``n_clusters``: model name -> its k.
     """
+    absent = [model for model in histories if model not in n_clusters]
+    if absent:
+        raise FigureError(f"no number of clusters k given for {absent}")
+    bad = sorted({int(n_clusters[model]) for model in histories if int(n_clusters[model]) < 1})
+    if bad:
+        raise FigureError(f"number of clusters must be >= 1; got {bad}")
     figure = _new_figure(7.5, 5.0)
     axes = figure.add_subplot()
     palette = matplotlib.colormaps["tab10" if len(histories) <= 10 else "tab20"]
@@ -493,14 +594,16 @@ def plot_pretext_curves(histories: dict[str, list[dict]], path: str | Path) -> N
             axes.plot(x, [entry["train_acc"] for entry in epochs], color=color, linestyle="--", linewidth=0.9)
     if not histories:
         axes.text(0.5, 0.5, "no training histories", ha="center", va="center", transform=axes.transAxes)
+    for k in sorted({int(n_clusters[model]) for model in histories}):
+        axes.axhline(1 / k, color="0.35", linestyle="-.", linewidth=1.1, label=f"chance 1/{k} (k={k})")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("accuracy (predicting the sound cluster)")
-    axes.set_title("Pretext training: validation accuracy per epoch")
+    axes.set_title("Pretext training: accuracy per epoch")
     axes.grid(alpha=0.3)
     if histories:
         handles, labels = axes.get_legend_handles_labels()
         handles += [Line2D([], [], color="gray"), Line2D([], [], color="gray", linestyle="--")]
         labels += ["validation (solid)", "training (dashed)"]
         axes.legend(handles, labels, fontsize=8, ncol=2 if len(histories) > 8 else 1)
-    _save(figure, path)
+    return figure

@@ -60,6 +60,7 @@ from soundsup.models import (
     set_trainable,
     train_mode,
 )
+from soundsup.progress import Eta, EventLog, job_logger
 from soundsup.voc import VOC_CLASSES, PackedImages, pack_images
 from soundsup.voc_crops import CropCutter, place_pixels
 
@@ -469,9 +470,13 @@ def _train(
     seeds: dict[str, int],
     device: torch.device,
     checkpoint: tuple[Path, dict] | None,
+    job_log: logging.LoggerAdapter,
+    tensorboard_dir: str | Path | None = None,
 ) -> list[dict]:
     """Run SGD up to ``config.iterations`` (resuming from ``checkpoint`` = (path, fingerprint)
-    when it holds this run's state); return one history record per log step."""
+    when it holds this run's state); return one history record per log step, each also logged
+    to ``job_log`` with the time left and, when ``tensorboard_dir`` is given and ``tensorboard``
+    installed, written there as TensorBoard scalars (step = iteration)."""
     amp = autocast_dtype(device, config.precision)
     optimizer = _optimizer(model, config)
     crop_generator = torch.Generator().manual_seed(seeds["train"])
@@ -486,37 +491,53 @@ def _train(
         progress = _Progress(
             saved["iteration"], saved["history"], saved["window_loss"].to(device), saved["window_steps"]
         )
-        log.info(
+        job_log.info(
             "resuming from %s at iteration %d of %d", checkpoint[0], progress.iteration, config.iterations
         )
     del saved
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    set_training_mode(model, mode, config.batchnorm)
-    window_start = time.perf_counter()
-    for iteration in range(progress.iteration + 1, config.iterations + 1):
-        factor = config.lr_gamma ** ((iteration - 1) // config.lr_step)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        batch, rows = cutter(order.rows(iteration), crop_generator)
-        loss = masked_bce(_forward(model, batch, device, amp), labels[rows])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(trainable, config.clip_grad_norm)
-        optimizer.step()
-        progress.window_loss += loss.detach()
-        progress.window_steps += 1
-        progress.iteration = iteration
-        if iteration % config.log_every == 0 or iteration == config.iterations:
-            progress.history.append(_log_window(progress, config, factor, time.perf_counter() - window_start))
-            progress.window_loss.zero_()
-            progress.window_steps, window_start = 0, time.perf_counter()
-        if checkpoint and (iteration % config.checkpoint_every == 0 or iteration == config.iterations):
-            _save_checkpoint(checkpoint[0], checkpoint[1], progress, model, optimizer, crop_generator, device)
+    with EventLog.open(tensorboard_dir, progress.history, "iteration") as events:
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        set_training_mode(model, mode, config.batchnorm)
+        eta = Eta(config.iterations, start=progress.iteration)
+        window_start = time.perf_counter()
+        for iteration in range(progress.iteration + 1, config.iterations + 1):
+            factor = config.lr_gamma ** ((iteration - 1) // config.lr_step)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            batch, rows = cutter(order.rows(iteration), crop_generator)
+            loss = masked_bce(_forward(model, batch, device, amp), labels[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(trainable, config.clip_grad_norm)
+            optimizer.step()
+            progress.window_loss += loss.detach()
+            progress.window_steps += 1
+            progress.iteration = iteration
+            if iteration % config.log_every == 0 or iteration == config.iterations:
+                record = _log_window(
+                    progress, config, factor, time.perf_counter() - window_start, job_log, eta
+                )
+                progress.history.append(record)
+                events.add(record)
+                progress.window_loss.zero_()
+                progress.window_steps, window_start = 0, time.perf_counter()
+            if checkpoint and (iteration % config.checkpoint_every == 0 or iteration == config.iterations):
+                _save_checkpoint(
+                    checkpoint[0], checkpoint[1], progress, model, optimizer, crop_generator, device
+                )
     return progress.history
 
 
-def _log_window(progress: _Progress, config: FinetuneConfig, factor: float, seconds: float) -> dict:
-    """The history record of the log window that ends at ``progress.iteration`` (reads the loss)."""
+def _log_window(
+    progress: _Progress,
+    config: FinetuneConfig,
+    factor: float,
+    seconds: float,
+    job_log: logging.LoggerAdapter,
+    eta: Eta,
+) -> dict:
+    """The history record of the log window that ends at ``progress.iteration`` (reads the loss),
+    logged as a progress line with the training's time left."""
     mean_loss = float(progress.window_loss) / progress.window_steps
     if not np.isfinite(mean_loss):
         raise FloatingPointError(f"VOC fine-tuning loss is {mean_loss} at iteration {progress.iteration}")
@@ -526,9 +547,10 @@ def _log_window(progress: _Progress, config: FinetuneConfig, factor: float, seco
         "lr": config.lr * factor,
         "images_per_second": progress.window_steps * config.batch_size / max(seconds, 1e-9),
     }
-    log.info(
-        "iteration %d/%d  loss %.4f  lr %.2e  %.1f images/s",
+    job_log.info(
+        "iteration %d/%d  loss %.4f  lr %.2e  %.1f images/s  %s",
         progress.iteration, config.iterations, mean_loss, record["lr"], record["images_per_second"],
+        eta(progress.iteration),
     )  # fmt: skip
     return record
 
@@ -570,6 +592,8 @@ def finetune_voc(
     device: torch.device,
     checkpoint_path: str | Path | None = None,
     crop_method: str = "auto",
+    job_name: str | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Fine-tune ``model`` on VOC (in place: its output layer becomes 20 logits) and score the test set.
 
@@ -578,9 +602,13 @@ def finetune_voc(
     ``'head'`` or ``'all'``. With ``checkpoint_path`` the training state is saved there every
     ``config.checkpoint_every`` iterations and at the end, and a checkpoint of this run found
     there is resumed (the caller removes it once its outputs are safe). ``crop_method``: see
-    :class:`soundsup.voc_crops.CropCutter`. Returns the test scores (N_test, 20) float32 (sums
-    of logits over the test crops) and the history (one dict per log step: iteration, loss,
-    lr, images_per_second).
+    :class:`soundsup.voc_crops.CropCutter`. ``job_name`` (e.g. ``random-resnet18 all seed0``;
+    default ``{mode} seed{seed}``) starts every log line in brackets; progress lines end with
+    the training's estimated time left (:mod:`soundsup.progress`). ``tensorboard_dir``: where
+    the history also goes as TensorBoard scalars, when the ``tensorboard`` package is installed
+    (it always holds exactly the history, a resumed run included). Returns the test scores
+    (N_test, 20) float32 (sums of logits over the test crops) and the history (one dict per log
+    step: iteration, loss, lr, images_per_second).
     """
     if mode not in ("head", "all"):
         raise ValueError(f"unknown fine-tuning mode {mode!r}; expected 'head' or 'all'")
@@ -592,6 +620,7 @@ def finetune_voc(
         raise ValueError("train_labels must hold only 1, -1 and 0")
     seeds = _seeds(seed)
     amp = autocast_dtype(device, config.precision)
+    job_log = job_logger(log, job_name or f"{mode} seed{seed}")
     fork_devices = []
     if device.type == "cuda":
         fork_devices = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -610,16 +639,19 @@ def finetune_voc(
             config.crop_size, config.scale_low, config.scale_high, device, crop_method,
         )  # fmt: skip
         labels = torch.from_numpy(train_labels.astype(np.int8)).to(device)
-        log.info(
+        job_log.info(
             "fine-tuning (%s, reinit %s, batch norm %s) on %d images, %d iterations of %d, on %s (%s crops)",
             mode, config.reinit, config.batchnorm, len(train), config.iterations, config.batch_size, device,
             cutter.method,
         )  # fmt: skip
-        history = _train(model, cutter, labels, mode, config, seeds, device, checkpoint)
+        history = _train(
+            model, cutter, labels, mode, config, seeds, device, checkpoint, job_log, tensorboard_dir
+        )
     del cutter, labels  # frees the training images on the device before the test images arrive
     test_cutter = CropCutter(
         place_pixels(test.pixels, device), test.sizes,
         config.crop_size, config.scale_low, config.scale_high, device, crop_method,
     )  # fmt: skip
+    job_log.info("scoring %d test images, %d random crops each", len(test), config.test_augmentations)
     scores = predict_voc(model, test_cutter, config, torch.Generator().manual_seed(seeds["test"]), device)
     return scores, history

@@ -25,6 +25,7 @@ from soundsup.device import retain_freed_host_memory, seed_everything, set_threa
 from soundsup.finetune import FinetuneConfig, backbone_from_spec, finetune_voc
 from soundsup.io import naming_write_errors, write_durably, write_meta
 from soundsup.metrics import average_precision_table, mean_ap
+from soundsup.progress import job_logger
 from soundsup.voc import load_packed_images, read_labels
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def run_finetune_job(
     device: torch.device,
     n_threads: int = 1,
     crop_method: str = "auto",
+    tensorboard_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Fine-tune one backbone on VOC 2007 trainval, score test, write the outputs; return the AP table.
 
@@ -62,27 +64,31 @@ def run_finetune_job(
     ``scores_path`` ((N_test, 20) float32 sums of test logits), ``ap_path`` (one row per class:
     class, ap, ap_voc07, n_pos, n_neg) and ``<ap_path>.meta.json`` (``config_slice``, backbone,
     pretext settings, seed, history). ``checkpoint_path`` holds the training state in between.
+    Every log line starts with the job's name, ``[{model_name} {mode} seed{seed}]``;
+    ``tensorboard_dir``: see :func:`soundsup.finetune.finetune_voc`.
     """
+    job_name = f"{model_name} {mode} seed{seed}"
+    job_log = job_logger(log, job_name)
     set_threads(n_threads)
     retain_freed_host_memory()  # training re-allocates the same big buffers every step
     train_ids, train_labels = read_labels(voc_root, "trainval")
     test_ids, test_labels = read_labels(voc_root, "test")
     train = load_packed_images(voc_root, train_ids, config.max_side, n_threads)
     test = load_packed_images(voc_root, test_ids, config.max_side, n_threads)
-    log.info("VOC: %d trainval, %d test images from %s", len(train_ids), len(test_ids), voc_root)
+    job_log.info("VOC: %d trainval, %d test images from %s", len(train_ids), len(test_ids), voc_root)
     pretext = json.loads(Path(pretext_meta_path).read_text()) if pretext_meta_path else {}
 
     seed_everything(seed)  # a random backbone is drawn from the global generator
     model = backbone_from_spec(backbone, model_path)
     scores, history = finetune_voc(
         model, train, train_labels, test, mode, config, seed, device,
-        checkpoint_path=checkpoint_path, crop_method=crop_method,
+        checkpoint_path=checkpoint_path, crop_method=crop_method, job_name=job_name,
+        tensorboard_dir=tensorboard_dir,
     )  # fmt: skip
     table = average_precision_table(test_labels, scores)
-    log.info(
-        "%s %s seed %d: mAP %.2f (step), %.2f (VOC07 11-point)",
-        model_name, mode, seed, 100 * mean_ap(table), 100 * table["ap_voc07"].mean(),
-    )  # fmt: skip
+    job_log.info(
+        "mAP %.2f (step), %.2f (VOC07 11-point)", 100 * mean_ap(table), 100 * table["ap_voc07"].mean()
+    )
 
     payload = _npy_bytes(np.asarray(scores, dtype=np.float32))
     write_durably(scores_path, lambda handle: handle.write(payload))

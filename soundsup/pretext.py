@@ -52,6 +52,7 @@ from soundsup.models import (
     save_torch,
     write_error,
 )
+from soundsup.progress import Eta, EventLog, job_logger
 
 log = logging.getLogger(__name__)
 
@@ -299,10 +300,14 @@ def _train_epoch(
     epoch: int,
     device: torch.device,
     amp: torch.dtype | None,
+    job_log: logging.LoggerAdapter,
+    eta: Eta,
 ) -> dict:
     """``config.epoch_repeats`` passes over the training rows, shuffled together (as one pass over
     that many copies of them); returns loss, train_acc, lr (of the last step), images_per_s.
 
+    Every ``config.log_every`` steps a progress line goes to ``job_log`` (the job's named logger)
+    with the remaining time of the run from ``eta`` (counted in steps of all epochs).
     Raises FloatingPointError when the epoch's mean loss is not finite."""
     torch.manual_seed(_stream_seed(seed, epoch, _GLOBAL))  # dropout cannot take a generator
     shuffle = torch.Generator().manual_seed(_stream_seed(seed, epoch, _SHUFFLE))
@@ -325,10 +330,11 @@ def _train_epoch(
         n_images += len(batch_rows)
         if config.log_every > 0 and ((step + 1) % config.log_every == 0 or step + 1 == n_steps):
             rate = n_images / (time.perf_counter() - start)
-            log.info(
-                "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s",
+            job_log.info(
+                "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s %s",
                 epoch + 1, config.epochs, step + 1, n_steps,
                 loss_sum.item() / n_images, correct.item() / n_images, lr, rate,
+                eta(epoch * n_steps + step + 1),
             )  # fmt: skip
     loss_value, correct_value = loss_sum.item(), correct.item()
     seconds = time.perf_counter() - start
@@ -402,6 +408,8 @@ def train_pretext(
     stop_after_epoch: int | None = None,
     meta: dict | None = None,
     backbone_path: str | Path | None = None,
+    job_name: str | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> dict:
     """Train ``arch`` to predict ``targets`` (N,) int64 in [0, n_classes) from ``frames``.
 
@@ -413,6 +421,11 @@ def train_pretext(
     ``meta`` is given (keyword arguments of :func:`soundsup.io.write_meta`: config_slice,
     seed, extras), its sidecar with the run's metrics added; the checkpoint is removed only
     after both. ``stop_after_epoch`` returns after that epoch (1-based) as if killed there.
+    ``job_name`` (e.g. ``texture-k8-alexnet``; default ``{arch} k{n_classes} seed{seed}``)
+    starts every log line in brackets; progress lines end with the estimated time left
+    (:mod:`soundsup.progress`). ``tensorboard_dir``: where the history also goes as TensorBoard
+    scalars (step = epoch), when the ``tensorboard`` package is installed (an optional extra,
+    never an output a rule declares); it always holds exactly the history, resumed runs included.
     Returns the final metrics (the last history line plus run totals). A failed write raises
     :class:`soundsup.models.WriteError` (an OSError) and keeps the last good checkpoint.
     """
@@ -429,11 +442,12 @@ def train_pretext(
         raise ValueError(f"pretext training needs at least 2 training frames; got {len(train_rows)}")
     n_steps = steps_per_epoch(len(train_rows), config)
     amp = autocast_dtype(device, config.precision)
-    log.info(
+    job_log = job_logger(log, job_name or f"{arch} k{n_classes} seed{seed}")
+    job_log.info(
         "%s, %d classes: %d training frames (%d steps/epoch), %d validation frames, device %s, %s",
         arch, n_classes, len(train_rows), n_steps, len(val_rows), device, "bf16 autocast" if amp else "fp32",
     )  # fmt: skip
-    log.info(
+    job_log.info(
         "AdamW betas %s, weight decay %g, clip %s, %s schedule to lr %g, %d epochs of %d pass(es), "
         "checkpoint every %d",
         config.betas, config.weight_decay, config.clip_grad_norm, config.schedule, config.lr_max,
@@ -453,39 +467,50 @@ def train_pretext(
         scheduler.load_state_dict(checkpoint["scheduler"])
         _restore_rng_states(checkpoint["rng"])
         history = checkpoint["history"]
-        log.info("resuming from %s after epoch %d", checkpoint_path, checkpoint["epoch"])
+        job_log.info("resuming from %s after epoch %d", checkpoint_path, checkpoint["epoch"])
     del checkpoint
-
-    net = torch.compile(model) if config.compile else model
-    frames_tensor = place_frames(frames, device)
-    targets_tensor = torch.as_tensor(np.asarray(targets), dtype=torch.int64).to(device)
-    for epoch in range(len(history), config.epochs):
-        start = time.perf_counter()
-        train = _train_epoch(
-            net,
-            frames_tensor,
-            train_rows,
-            targets_tensor,
-            optimizer,
-            scheduler,
-            config,
-            seed,
-            epoch,
-            device,
-            amp,
-        )
-        val_loss, val_acc = _evaluate(net, frames_tensor, val_rows, targets_tensor, config, device, amp)
-        row = {"epoch": epoch + 1, **train, "val_loss": val_loss, "val_acc": val_acc}
-        row["seconds"] = time.perf_counter() - start
-        history.append(row)
-        log.info("epoch %d/%d: %s", epoch + 1, config.epochs, json.dumps(row, sort_keys=True))
-        _write_history(history_path, history)
-        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
-            saving = time.perf_counter()
-            _save_training_state(checkpoint_path, model, optimizer, scheduler, device, fingerprint, history)
-            log.info("checkpoint after epoch %d written in %.2f s", epoch + 1, time.perf_counter() - saving)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
-            return _final_metrics(history, len(train_rows), len(val_rows), stopped=True)
+    with EventLog.open(tensorboard_dir, history, "epoch") as events:
+        eta = Eta(config.epochs * n_steps, start=len(history) * n_steps)
+        net = torch.compile(model) if config.compile else model
+        frames_tensor = place_frames(frames, device)
+        targets_tensor = torch.as_tensor(np.asarray(targets), dtype=torch.int64).to(device)
+        for epoch in range(len(history), config.epochs):
+            start = time.perf_counter()
+            train = _train_epoch(
+                net,
+                frames_tensor,
+                train_rows,
+                targets_tensor,
+                optimizer,
+                scheduler,
+                config,
+                seed,
+                epoch,
+                device,
+                amp,
+                job_log,
+                eta,
+            )
+            val_loss, val_acc = _evaluate(net, frames_tensor, val_rows, targets_tensor, config, device, amp)
+            row = {"epoch": epoch + 1, **train, "val_loss": val_loss, "val_acc": val_acc}
+            row["seconds"] = time.perf_counter() - start
+            history.append(row)
+            job_log.info(
+                "epoch %d/%d done, %s: %s",
+                epoch + 1, config.epochs, eta((epoch + 1) * n_steps), json.dumps(row, sort_keys=True),
+            )  # fmt: skip
+            _write_history(history_path, history)
+            events.add(row)
+            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+                saving = time.perf_counter()
+                _save_training_state(
+                    checkpoint_path, model, optimizer, scheduler, device, fingerprint, history
+                )
+                job_log.info(
+                    "checkpoint after epoch %d written in %.2f s", epoch + 1, time.perf_counter() - saving
+                )
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+                return _final_metrics(history, len(train_rows), len(val_rows), stopped=True)
 
     metrics = _final_metrics(history, len(train_rows), len(val_rows), stopped=False)
     _write_history(history_path, history)

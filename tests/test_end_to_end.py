@@ -248,7 +248,7 @@ def test_how_a_config_is_written_never_reruns_anything(finished_run, tmp_path):
 
 
 def test_config_overrides_of_the_same_values_rerun_nothing(finished_run):
-    same = ["voc={lr: 0.01, iterations: 20}", "pretext={epochs: 2, lr_max: 1e-2}", "shards=2"]
+    same = ["voc={lr: 0.01, iterations: 20}", "pretext={epochs: 2, lr_max: 4e-4}", "shards=2"]
     assert dict(planned_jobs(finished_run, TEST_CONFIG, "--config", *same)) == {}
     changed = planned_jobs(finished_run, TEST_CONFIG, "--config", "voc={lr: 0.02}")
     assert dict(changed) == {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 from matplotlib.collections import PathCollection
+from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
 from soundsup import figures, tables
 from soundsup.figures import DPI, FigureError
 from soundsup.models import build_model, conv_layers
-from soundsup.tables import VOC_CLASSES
+from soundsup.tables import MODES, VOC_CLASSES
 
 
 def assert_png(path, width_inches, height_inches):
@@ -29,27 +30,65 @@ def assert_png(path, width_inches, height_inches):
     assert not list(path.parent.glob(".*.tmp*"))  # no temporary left behind
 
 
+def table_from_runs(root, seeds_of, rng) -> pd.DataFrame:
+    """Table 1 (with the published rows) from AP files written for ``seeds_of``: (model, mode) ->
+    number of seeds, random per-class APs."""
+    paths = []
+    for (model, mode), n_seeds in seeds_of.items():
+        for seed in range(n_seeds):
+            path = root / model / mode / f"seed{seed}" / "ap.csv"
+            path.parent.mkdir(parents=True)
+            ap = rng.uniform(0.2, 0.7, 20)
+            pd.DataFrame({"class": VOC_CLASSES, "ap": ap, "ap_voc07": ap, "n_pos": 5, "n_neg": 9}).to_csv(
+                path, index=False
+            )
+            paths.append(path)
+    long = tables.collect_ap(tables.records_from_paths(paths))
+    return tables.build_table1(long, tables.load_published())
+
+
 @pytest.fixture(scope="module")
 def table1(tmp_path_factory):
-    """Table 1 built from hand-made AP files: two features, two archs, three k, baselines."""
-    root = tmp_path_factory.mktemp("voc")
-    paths = []
-    rng = np.random.default_rng(0)
+    """Table 1 built from hand-made AP files: two features, two archs, three k, baselines, 2 seeds."""
     models = [
         f"{f}-k{k}-{a}" for f in ("texture", "mfcc") for k in (5, 10, 20) for a in ("alexnet", "resnet18")
     ]
-    for model in [*models, "random-alexnet", "random-resnet18"]:
-        for mode in ("head", "all"):
-            for seed in (0, 1):
-                path = root / model / mode / f"seed{seed}" / "ap.csv"
-                path.parent.mkdir(parents=True)
-                ap = rng.uniform(0.2, 0.7, 20)
-                pd.DataFrame({"class": VOC_CLASSES, "ap": ap, "ap_voc07": ap, "n_pos": 5, "n_neg": 9}).to_csv(
-                    path, index=False
-                )
-                paths.append(path)
-    long = tables.collect_ap(tables.records_from_paths(paths))
-    return tables.build_table1(long, tables.load_published())
+    runs = {(model, mode): 2 for model in [*models, "random-alexnet", "random-resnet18"] for mode in MODES}
+    return table_from_runs(tmp_path_factory.mktemp("voc"), runs, np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def uneven_seeds(tmp_path_factory):
+    """Table 1 whose points have 1, 2 or 3 seeds: alexnet only, both features."""
+    runs = {}
+    for feature in ("texture", "mfcc"):
+        for k, n_seeds in ((5, 1), (10, 2), (20, 3)):
+            runs[(f"{feature}-k{k}-alexnet", "head")] = n_seeds
+            runs[(f"{feature}-k{k}-alexnet", "all")] = 4 - n_seeds
+    runs[("random-alexnet", "head")], runs[("random-alexnet", "all")] = 1, 3
+    return table_from_runs(tmp_path_factory.mktemp("uneven"), runs, np.random.default_rng(5))
+
+
+def error_bars(axes) -> list[tuple[float, float, float]]:
+    """(x, y centre, half height) of every error bar drawn on ``axes``."""
+    bars = []
+    for container in axes.containers:
+        if isinstance(container, ErrorbarContainer):
+            for collection in container.lines[2]:
+                for (x, low), (_, high) in collection.get_segments():
+                    bars.append((float(x), (low + high) / 2, (high - low) / 2))
+    return bars
+
+
+def spread(table: pd.DataFrame, mode: str, **match) -> list[tuple[int, float, float]]:
+    """(k, mAP, sd) of the measured sound rows of ``table`` that match and have 2+ seeds in ``mode``."""
+    rows = table.loc[(table["source"] == "measured") & (table["init"] == "sound")]
+    for column, value in match.items():
+        rows = rows.loc[rows[column] == value]
+    rows = rows.loc[pd.to_numeric(rows[f"{mode}_n"]) >= 2]
+    return sorted(
+        (int(k), float(m), float(sd)) for k, m, sd in rows[["k", f"{mode}_map", f"{mode}_sd"]].to_numpy()
+    )
 
 
 def test_map_vs_k(table1, tmp_path):
@@ -90,11 +129,54 @@ def test_published_panel_takes_any_method_name_and_keeps_published_off_the_measu
     drawn = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in measured_axes.get_lines()])
     quoted = published[["head_map", "all_map"]].to_numpy(dtype=float).ravel()
     assert len(drawn) and not np.isin(drawn, quoted[~np.isnan(quoted)]).any()  # none on the measured axes
-    assert not measured_axes.patches and not [
-        c for c in measured_axes.collections if isinstance(c, PathCollection)
-    ]
+    # the only patches there are the random baselines' +-1 sd bands, across the whole width
+    assert all((patch.get_x(), patch.get_width()) == (0, 1) for patch in measured_axes.patches)
+    assert not [c for c in measured_axes.collections if isinstance(c, PathCollection)]
     figures.plot_map_vs_k(table, tmp_path / "any.png")
     assert_png(tmp_path / "any.png", 13.0, 5.0)
+
+
+def test_map_vs_k_has_error_bars_only_where_there_are_several_seeds(uneven_seeds, tmp_path):
+    figure = figures.map_vs_k_figure(uneven_seeds)
+    measured = figure.axes[0]
+    expected = spread(uneven_seeds, "head", feature="texture") + spread(
+        uneven_seeds, "all", feature="texture"
+    )
+    drawn = sorted((round(x), y, half) for x, y, half in error_bars(measured))
+    assert [k for k, _, _ in drawn] == sorted([10, 20, 5, 10])  # head: k 10 and 20; all: k 5 and 10
+    np.testing.assert_allclose(
+        [(y, half) for _, y, half in drawn], [(m, sd) for _, m, sd in sorted(expected)]
+    )
+    labels = [text.get_text() for text in measured.get_legend().get_texts()]
+    assert "alexnet, head (1-3 seeds)" in labels and "random init alexnet, head (1 seed)" in labels
+    bands = measured.patches  # the random baseline: none for head (1 seed), +-1 sd for all (3 seeds)
+    random = uneven_seeds.loc[(uneven_seeds["model"] == "random-alexnet")].iloc[0]
+    assert len(bands) == 1
+    np.testing.assert_allclose(
+        [bands[0].get_y(), bands[0].get_height()],
+        [random["all_map"] - random["all_sd"], 2 * random["all_sd"]],
+    )
+    one_seed = uneven_seeds.loc[pd.to_numeric(uneven_seeds["head_n"], errors="coerce") != 2]
+    one_seed = one_seed.loc[pd.to_numeric(one_seed["all_n"], errors="coerce") != 2]
+    figure = figures.map_vs_k_figure(one_seed.loc[one_seed["k"].isin([5, 20]) | one_seed["k"].isna()])
+    points = [line for line in figure.axes[0].get_lines() if line.get_marker() == "o"]
+    assert len(points) == 2 and all(len(line.get_xdata()) == 2 for line in points)
+    assert len(error_bars(figure.axes[0])) == 2  # k = 20 head (3 seeds) and k = 5 all (3 seeds)
+
+
+def test_feature_comparison_has_error_bars_only_where_there_are_several_seeds(uneven_seeds, tmp_path):
+    figure = figures.feature_comparison_figure(uneven_seeds)
+    panels = {axes.get_title(): axes for axes in figure.axes}
+    assert set(panels) == {"alexnet, head", "alexnet, all"}
+    for mode, ks_with_bars in (("head", [10, 20]), ("all", [5, 10])):
+        bars = error_bars(panels[f"alexnet, {mode}"])
+        expected = spread(uneven_seeds, mode)
+        assert sorted(k for k, _, _ in expected) == sorted(ks_with_bars * 2)  # texture and mfcc
+        np.testing.assert_allclose(
+            sorted((y, half) for _, y, half in bars), sorted((m, sd) for _, m, sd in expected)
+        )
+    figures.plot_feature_comparison(uneven_seeds, tmp_path / "features.png")
+    assert_png(tmp_path / "features.png", 11.0, 3.8 + 0.4)
 
 
 def test_figures_from_the_csv_as_written(table1, tmp_path):
@@ -188,14 +270,31 @@ def test_top_activations_finds_the_hand_set_answer():
         figures.top_activations(model, layer, images, [384])
 
 
-def test_plot_top_activations(tmp_path):
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
-    top = {5: np.arange(9), 11: np.arange(9, 18), 40: np.array([1, 2, 3])}
-    figures.plot_top_activations(images, top, tmp_path / "top.png", "conv3 of texture-k8-alexnet")
-    assert_png(tmp_path / "top.png", 3 * 3.2, 3.4 + 0.4)
+def test_plot_top_activations_prints_each_frames_activation(tmp_path):
+    torch.manual_seed(0)
+    levels = np.random.default_rng(3).permutation(np.linspace(10, 245, 20)).astype(np.uint8)
+    images = np.broadcast_to(levels[:, None, None, None], (20, 40, 40, 3)).copy()
+    model = hand_set_alexnet(bright_filter=17, dark_filter=200)
+    activations = figures.max_activations(
+        model, conv_layers(model)["conv3"], figures.to_model_input(images, 64)
+    )
+    top, values = figures.strongest_images(activations, [17, 200, 5], top=9)
+    for index in top:
+        np.testing.assert_array_equal(values[index], activations[top[index], index])
+        assert (np.diff(values[index]) <= 0).all()  # highest first
+    assert 10 < values[17][0] < 100 and values[5].max() == 0  # the brightness filter responds, 5 is zero
+    top[5], values[5] = top[5][:3], values[5][:3]  # a filter with fewer images than the grid holds
+    figure = figures.top_activations_figure(images, top, "conv3 of texture-k8-alexnet", values)
+    for axes, index in zip(figure.axes, top, strict=True):
+        assert axes.get_title() == f"filter {index}"
+        # one format for the figure, three significant digits on its largest value (10 to 100 here)
+        assert [text.get_text() for text in axes.texts] == [f"{value:.1f}" for value in values[index]]
+    figures.plot_top_activations(images, top, tmp_path / "top.png", "conv3", values)
+    assert_png(tmp_path / "top.png", 3 * 3.2, 3.4 + 0.6)
     with pytest.raises(FigureError, match="out of range"):
-        figures.plot_top_activations(images, {1: np.array([25])}, tmp_path / "bad.png", "x")
+        figures.plot_top_activations(images, {1: np.array([25])}, tmp_path / "bad.png", "x", {1: [1.0]})
+    with pytest.raises(FigureError, match="filter 17: 9 images but 3 activation values"):
+        figures.plot_top_activations(images, top, tmp_path / "bad.png", "x", {**values, 17: values[17][:3]})
 
 
 def test_pretext_curves(tmp_path):
@@ -212,10 +311,25 @@ def test_pretext_curves(tmp_path):
         "mfcc-k8-alexnet": [{"epoch": e, "val_acc": 0.1 * e} for e in range(1, 4)],
     }
     assert len(histories["texture-k8-alexnet"]) == 5
-    figures.plot_pretext_curves(histories, tmp_path / "curves.png")
+    histories["texture-k3-alexnet"] = [{"epoch": e, "val_acc": 0.4} for e in range(1, 6)]
+    n_clusters = {"texture-k8-alexnet": 8, "mfcc-k8-alexnet": 8, "texture-k3-alexnet": 3}
+    figure = figures.pretext_curves_figure(histories, n_clusters)
+    chance = {
+        line.get_label(): line for line in figure.axes[0].get_lines() if line.get_label().startswith("chance")
+    }
+    assert set(chance) == {"chance 1/3 (k=3)", "chance 1/8 (k=8)"}  # one line per distinct k
+    for k in (3, 8):
+        np.testing.assert_allclose(chance[f"chance 1/{k} (k={k})"].get_ydata(), [1 / k, 1 / k])
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "chance 1/3 (k=3)" in legend and "chance 1/8 (k=8)" in legend
+    figures.plot_pretext_curves(histories, tmp_path / "curves.png", n_clusters)
     assert_png(tmp_path / "curves.png", 7.5, 5.0)
+    with pytest.raises(FigureError, match="no number of clusters k given for \\['texture-k3-alexnet'\\]"):
+        figures.plot_pretext_curves(
+            histories, tmp_path / "bad.png", {"texture-k8-alexnet": 8, "mfcc-k8-alexnet": 8}
+        )
     with pytest.raises(FigureError, match="lacks"):
-        figures.plot_pretext_curves({"m": [{"epoch": 1}]}, tmp_path / "bad.png")
+        figures.plot_pretext_curves({"m": [{"epoch": 1}]}, tmp_path / "bad.png", {"m": 2})
     history.write_text("{not json\n")
     with pytest.raises(FigureError, match="line 1"):
         figures.read_history(history)

@@ -8,6 +8,7 @@ real entry point in a subprocess, and full disks with a real, small tmpfs.
 
 import dataclasses
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import pytest
 import sklearn.datasets
 import torch
 import torch.nn.functional as F
+from event_files import tensorboard_scalars
 from PIL import Image
 from scipy import stats
 from torchvision import models as tv_models
@@ -696,6 +698,77 @@ def test_a_killed_job_resumes_bit_identical(tmp_path):
     assert [(h["iteration"], h["loss"]) for h in histories[0]] == [
         (h["iteration"], h["loss"]) for h in histories[1]
     ]
+
+
+ETA = re.compile(r"ETA (\d+h\d\dm|\d+m\d\ds|\d+s)$")
+
+
+@pytest.mark.filterwarnings("ignore:no positive test item")  # 4 of the 20 classes are used
+def test_progress_lines_name_the_job_and_give_the_time_left(tmp_path, caplog):
+    """A real job: every line of the fine-tuning and of the job starts with ``[model mode seed]``,
+    every iteration line ends with the training's time left, 0 at the end."""
+    voc_root = write_voc(tmp_path / "VOC2007", n_train=16, n_test=8)
+    config = FinetuneConfig(**{**JOB_CONFIG, "iterations": 9, "log_every": 3})
+    caplog.set_level("INFO", logger="soundsup")
+    run_finetune_job(
+        voc_root=voc_root, mode="head", seed=1, config=config, model_path=None, pretext_meta_path=None,
+        backbone={"init": "random", "arch": "alexnet", "fc_width": 32}, config_slice={},
+        model_name="random-alexnet", device=CPU, n_threads=1, scores_path=tmp_path / "scores.npy",
+        ap_path=tmp_path / "ap.csv", checkpoint_path=tmp_path / "checkpoint.pt",
+    )  # fmt: skip
+    ours = ("soundsup.finetune", "soundsup.finetune_job")
+    messages = [record.getMessage() for record in caplog.records if record.name in ours]
+    assert len(messages) >= 6 and all(m.startswith("[random-alexnet head seed1] ") for m in messages)
+    iterations = [m for m in messages if re.search(r"\] iteration \d+/9 ", m)]
+    assert [re.search(r"iteration (\d+)/9", m)[1] for m in iterations] == ["3", "6", "9"]
+    assert all(ETA.search(m) for m in iterations) and iterations[-1].endswith(" ETA 0s")
+    assert any(re.search(r"\] mAP [\d.]+ \(step\)", m) for m in messages)
+    assert not (tmp_path / "tensorboard").exists()  # no folder given, none made
+
+
+JOB_WITH_TENSORBOARD = JOB.replace("n_threads=1,", "n_threads=1, tensorboard_dir=f'{out}/tensorboard',")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed (an optional extra)"
+)
+def test_tensorboard_events_mirror_the_history_of_a_killed_and_resumed_job(tmp_path):
+    """The job logs every 7 iterations and checkpoints every 10; SIGKILLed once its events pass
+    its checkpoint, then run again, its folder holds each logged iteration once: the history."""
+    voc_root = write_voc(tmp_path / "VOC2007")
+    out = tmp_path / "job"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-c", JOB_WITH_TENSORBOARD, str(voc_root), str(out), json.dumps(JOB_CONFIG)]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while 14 not in [step for step, _ in tensorboard_scalars(out / "tensorboard").get("loss", [])]:
+            assert process.poll() is None, "the job ended before logging iteration 14"
+            assert time.monotonic() < deadline, "no iteration 14 within 300 s"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL and not (out / "ap.csv").exists()
+    checkpointed = torch.load(out / "checkpoint.pt", weights_only=True)["iteration"]
+    killed = [step for step, _ in tensorboard_scalars(out / "tensorboard")["loss"]]
+    assert max(killed) > checkpointed  # the killed job wrote steps that its checkpoint does not hold
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at iteration {checkpointed} of 120" in resumed.stderr
+    history = json.loads((out / "ap.csv.meta.json").read_text())["history"]
+    scalars = tensorboard_scalars(out / "tensorboard")
+    assert set(scalars) == {"loss", "lr", "images_per_second"}
+    steps = [*range(7, 120, 7), 120]
+    assert [record["iteration"] for record in history] == steps
+    for tag, points in scalars.items():
+        assert [step for step, _ in points] == steps, tag  # each logged iteration once, in order
+        np.testing.assert_allclose(
+            [value for _, value in points], [record[tag] for record in history], rtol=1e-6
+        )
 
 
 @pytest.fixture()

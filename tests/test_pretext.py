@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from event_files import tensorboard_scalars
 from tmpfs import fill, small_tmpfs
 from torchvision.transforms import v2
 
@@ -201,6 +204,46 @@ def test_learns_colour_classes_under_the_paper_optimiser(tmp_path, arch):
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
+ETA = re.compile(r"ETA (\d+h\d\dm|\d+m\d\ds|\d+s)$")
+
+
+def test_progress_lines_name_the_job_and_give_the_time_left(tmp_path, caplog):
+    """A real run of 2 epochs x 3 steps, logged every 2 steps: every line it logs starts with the
+    job's name, and each progress line (steps, epochs) ends with a remaining time, 0 at the end."""
+    frames, targets, groups = coloured_frames(28, 32, seed=6)  # 24 training frames, batch 8
+    caplog.set_level("INFO", logger="soundsup.pretext")
+    train_pretext(
+        frames,
+        targets,
+        groups,
+        "resnet18",
+        3,
+        TINY,
+        0,
+        CPU,
+        **paths(tmp_path),
+        job_name="texture-k3-resnet18",
+    )
+    messages = [record.getMessage() for record in caplog.records if record.name == "soundsup.pretext"]
+    assert messages and all(message.startswith("[texture-k3-resnet18] ") for message in messages)
+    steps = [message for message in messages if " step " in message]
+    epochs = [message for message in messages if " done, ETA " in message]
+    assert [re.search(r"epoch (\d/\d) step (\d/\d)", m).groups() for m in steps] == [
+        ("1/2", "2/3"), ("1/2", "3/3"), ("2/2", "2/3"), ("2/2", "3/3"),
+    ]  # fmt: skip
+    assert len(epochs) == 2 and all(ETA.search(message) for message in steps)
+    assert re.search(r"epoch 1/2 done, ETA \S+: \{", epochs[0])  # then the epoch's JSON record
+    assert steps[-1].endswith(" ETA 0s") and "epoch 2/2 done, ETA 0s: " in epochs[-1]
+
+    caplog.clear()  # without a name, the job is named after what the call knows
+    train_pretext(frames, targets, groups, "resnet18", 3, TINY, 5, CPU, **paths(tmp_path / "unnamed"))
+    assert all(
+        r.getMessage().startswith("[resnet18 k3 seed5] ")
+        for r in caplog.records
+        if r.name == "soundsup.pretext"
+    )
+
+
 def test_schedules_and_optimiser_settings(tmp_path):
     frames, targets, groups = coloured_frames(32, 32, seed=4)
     base = {**TINY.__dict__, "epochs": 4, "log_every": 0}
@@ -367,6 +410,79 @@ def test_resume_after_sigkill_between_checkpoints_is_bit_identical(tmp_path):
     assert [row["epoch"] for row in history] == list(range(1, 7))
     train_pretext(frames, targets, groups, "alexnet", 3, config, 11, CPU, **paths(tmp_path / "whole"))
     assert_same_weights(tmp_path / "whole" / "model.pt", killed / "model.pt")
+
+
+def event_steps(folder: Path) -> list[int]:
+    """The steps of ``val_acc`` in ``folder``'s event files ([] while there are none)."""
+    return [step for step, _ in tensorboard_scalars(folder).get("val_acc", [])]
+
+
+KILLED_WITH_TENSORBOARD = KILLED_RUN.replace(
+    "*outputs)", "*outputs, tensorboard_dir=folder + '/tensorboard')"
+)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed (an optional extra)"
+)
+def test_tensorboard_events_mirror_the_history_across_a_kill_and_resume(tmp_path):
+    """Killed (SIGKILL) after epoch 3 with the checkpoint of epoch 2, the run had written events up
+    to epoch 3; resumed, the folder holds each epoch once, with the values of history.jsonl."""
+    frames, targets, groups = coloured_frames(48, 72, seed=3)
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, frames=frames, targets=targets, groups=groups)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WITH_TENSORBOARD, str(data_path), str(folder)], env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while 3 not in event_steps(folder / "tensorboard"):  # epoch 3 done, its checkpoint not due
+            assert process.poll() is None, "training subprocess ended before its third epoch"
+            assert time.monotonic() < deadline, "no third epoch within 120 s"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL and not (folder / "model.pt").exists()
+    checkpointed = torch.load(folder / "checkpoint.pt", weights_only=False)["epoch"]
+    killed = event_steps(folder / "tensorboard")
+    assert killed == list(range(1, len(killed) + 1)) and len(killed) > checkpointed  # events past it
+
+    config = PretextConfig(epochs=6, batch_size=8, crop_size=64, fc_width=64, log_every=0, checkpoint_every=2)
+    train_pretext(
+        frames,
+        targets,
+        groups,
+        "alexnet",
+        3,
+        config,
+        11,
+        CPU,
+        **paths(folder),
+        tensorboard_dir=folder / "tensorboard",
+    )
+    history = read_history(folder / "history.jsonl")
+    scalars = tensorboard_scalars(folder / "tensorboard")
+    assert len(list((folder / "tensorboard").glob("events.out.tfevents.*"))) == 1  # the killed run's are gone
+    assert set(scalars) == {"loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"}
+    for tag, points in scalars.items():
+        assert [step for step, _ in points] == [1, 2, 3, 4, 5, 6], tag  # each epoch once, in order
+        np.testing.assert_allclose([value for _, value in points], [row[tag] for row in history], rtol=1e-6)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    shown = EventAccumulator(str(folder / "tensorboard"))  # what TensorBoard itself reads
+    shown.Reload()
+    assert [event.step for event in shown.Scalars("val_acc")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_without_a_tensorboard_folder_nothing_is_written_beside_the_history(tmp_path):
+    frames, targets, groups = coloured_frames(20, 32, seed=8)
+    train_pretext(frames, targets, groups, "resnet18", 3, TINY, 0, CPU, **paths(tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["history.jsonl", "model.pt"]
 
 
 # --- full disks ------------------------------------------------------------------------

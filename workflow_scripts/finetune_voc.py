@@ -1,5 +1,7 @@
 """Adapter of rule finetune_voc: one model, one mode, one seed -> per-class VOC 2007 AP."""
 
+from pathlib import Path
+
 from _common import run, settings
 
 
@@ -28,6 +30,7 @@ def main(snakemake) -> None:
         model_name=snakemake.wildcards.model,
         device=pick_device(snakemake.config["device"]),
         n_threads=snakemake.threads,
+        tensorboard_dir=Path(snakemake.output.ap).parent / "tensorboard",  # when tensorboard is installed
     )
 
 

@@ -8,7 +8,13 @@ MAX_IMAGES = 4000
 def main(snakemake) -> None:
     import numpy as np
 
-    from soundsup.figures import FrameInputs, choose_filters, plot_top_activations, top_activations
+    from soundsup.figures import (
+        FrameInputs,
+        max_activations,
+        most_selective_filters,
+        plot_top_activations,
+        strongest_images,
+    )
     from soundsup.models import conv_layers, load_model
     from soundsup.shards import ShardFrames
 
@@ -22,12 +28,13 @@ def main(snakemake) -> None:
         raise KeyError(
             f"figures.activation_layer={snakemake.params.layer!r}; this model has {sorted(layers)}"
         )
-    layer = layers[snakemake.params.layer]
-    images = FrameInputs(frames, snakemake.params.crop_size)
-    filters = choose_filters(model, layer, images, n_filters=snakemake.params.n_filters)
-    top = top_activations(model, layer, images, filters)
+    activations = max_activations(
+        model, layers[snakemake.params.layer], FrameInputs(frames, snakemake.params.crop_size)
+    )
+    filters = most_selective_filters(activations, n_filters=snakemake.params.n_filters)
+    top, values = strongest_images(activations, filters)
     title = f"{snakemake.params.model} {snakemake.params.layer}: top-activating frames"
-    plot_top_activations(frames, top, snakemake.output[0], title=title)
+    plot_top_activations(frames, top, snakemake.output[0], title=title, values=values)
 
 
 run(main, snakemake)  # noqa: F821

@@ -1,6 +1,7 @@
 """Adapter of rule train_pretext: frames + their sound clusters -> a CNN that predicts them."""
 
 import logging
+from pathlib import Path
 
 from _common import run, settings
 
@@ -23,6 +24,7 @@ def main(snakemake) -> None:
     log.info("%d of %d frames have a sound cluster; device %s", len(data.frames), data.n_pairs, device)
 
     config = build_settings(PretextConfig, settings(snakemake, "pretext"))
+    wildcards = snakemake.wildcards
     train_pretext(
         data.frames,
         data.targets,
@@ -43,6 +45,9 @@ def main(snakemake) -> None:
             "n_pretext_pairs": len(data.frames),
             "device": str(device),
         },
+        job_name=f"{wildcards.feature}-k{wildcards.k}-{wildcards.arch}",
+        tensorboard_dir=Path(snakemake.output.history).parent
+        / "tensorboard",  # when tensorboard is installed
     )
 
 
