@@ -8,10 +8,11 @@ from soundsup.config import (
     TORCHVISION_IMAGENET_URLS,
     frozen_layers,
     load_schema,
-    model_names,
+    pretext_section,
     rule_params,
     validate_config,
 )
+from soundsup.names import ModelName, model_names, wildcard_pattern
 from soundsup.estimate import finetune_minutes, n_frames, pretext_minutes
 from soundsup.gpu import visible_gpu_count
 
@@ -40,6 +41,8 @@ KS = config["clusters"]["k"]
 ARCHS = config["pretext"]["arch"]
 MODES = config["voc"]["modes"]
 SEEDS = config["voc"]["seeds"]
+# outside checkpoints: {name: {arch, weights, ...}}
+EXTERNAL = config["voc"]["external"]
 MODELS = model_names(config)
 WORLD = config["world"]
 SYNTHETIC = WORLD == "synthetic"
@@ -69,7 +72,7 @@ wildcard_constraints:
     arch="alexnet|resnet18",
     mode="head|all",
     seed=r"\d+",
-    model=r"(texture|mfcc)-k\d+-(alexnet|resnet18)|(random|imagenet)-(alexnet|resnet18)",
+    model=wildcard_pattern(external=EXTERNAL),
     layer="|".join(layer for layers in FROZEN_LAYERS.values() for layer in layers),
 
 
@@ -166,6 +169,14 @@ def params_of(section, exclude=()):
     return rule_params(config, SCHEMA, section, exclude)
 
 
+def pretext_params(wildcards):
+    """train_pretext's params: the pretext keys that shape its model, as its architecture sees
+    them (pretext.per_arch), so an architecture's override reruns only its own models.
+    """
+    resolved = {**config, "pretext": pretext_section(config, wildcards.arch)}
+    return rule_params(resolved, SCHEMA, "pretext", exclude=("arch",))
+
+
 def clip_cache():
     """The cache folder of clips cut one way: max height and cut (re-encoded or stream copy)
     shape the bytes of a clip, so each combination has a folder of its own and switching
@@ -180,24 +191,16 @@ def shard_files(pattern):
 
 
 def model_spec(model):
-    """Split a model name into its parts: init (sound|random|imagenet), feature, k, arch."""
-    parts = model.split("-")
-    if parts[0] in ("random", "imagenet"):
-        return {"init": parts[0], "feature": None, "k": None, "arch": parts[1]}
-    return {
-        "init": "sound",
-        "feature": parts[0],
-        "k": int(parts[1][1:]),
-        "arch": parts[2],
-    }
+    """The parts of a model's name (soundsup.names.ModelName): init, feature, k, arch, name."""
+    return ModelName.parse(model)
 
 
 def pretext_model_path(model):
     """The pretext model file of a sound model (an empty list for baselines)."""
     spec = model_spec(model)
-    if spec["init"] != "sound":
+    if spec.init != "sound":
         return []
-    return f"results/pretext/{spec['feature']}/k{spec['k']}/{spec['arch']}/model.pt"
+    return f"results/pretext/{spec.feature}/k{spec.k}/{spec.arch}/model.pt"
 
 
 def pretext_model(wildcards):
@@ -212,11 +215,16 @@ def pretext_meta(wildcards):
 def backbone_params(wildcards):
     """What the fine-tuning job needs to build its starting network (and nothing else)."""
     spec = model_spec(wildcards.model)
-    params = {"init": spec["init"], "arch": spec["arch"]}
-    if spec["init"] == "random":
+    params = {"init": spec.init, "arch": spec.arch}
+    if spec.init == "random":
         params["fc_width"] = config["pretext"]["fc_width"]
-    if spec["init"] == "imagenet":
-        params["weights"] = imagenet_weights_path(spec["arch"])
+    if spec.init == "imagenet":
+        params["weights"] = imagenet_weights_path(spec.arch)
+    if spec.init == "external":
+        entry = EXTERNAL[spec.name]
+        params["weights"] = entry["weights"]
+        if spec.arch == "alexnet":
+            params.update(variant=entry["variant"], fc_width=entry["fc_width"])
     return params
 
 
@@ -231,25 +239,42 @@ def imagenet_weights_path(arch):
     )
 
 
-def imagenet_weights(wildcards):
+def backbone_weights(wildcards):
+    """The weights file a baseline starts from (ImageNet's, or a voc.external checkpoint);
+    nothing for sound models (their model.pt is the input ``model``) and random ones."""
     spec = model_spec(wildcards.model)
-    return imagenet_weights_path(spec["arch"]) if spec["init"] == "imagenet" else []
+    if spec.init == "imagenet":
+        return imagenet_weights_path(spec.arch)
+    if spec.init == "external":
+        return EXTERNAL[spec.name]["weights"]
+    return []
+
+
+# A fine-tuned network is an output only where voc.keep_models asks for it.
+KEPT_VOC_MODEL = (
+    {"finetuned": "results/voc/{model}/{mode}/seed{seed}/finetuned.pt"}
+    if config["voc"]["keep_models"]
+    else {}
+)
+
+
+# Every fine-tuning run (model, mode, seed), in the order of ap_files: tabulate_ap gets them as
+# params beside the files, so no name is parsed back out of a path.
+RUNS = [[model, mode, seed] for model in MODELS for mode in MODES for seed in SEEDS]
 
 
 def ap_files(wildcards=None, suffix=""):
-    """Every run's AP file (``suffix=".meta.json"``: their provenance sidecars)."""
-    return expand(
-        f"results/voc/{{model}}/{{mode}}/seed{{seed}}/ap.csv{suffix}",
-        model=MODELS,
-        mode=MODES,
-        seed=SEEDS,
-    )
+    """Every run's AP file (``suffix=".meta.json"``: their provenance sidecars), as RUNS."""
+    return [
+        f"results/voc/{model}/{mode}/seed{seed}/ap.csv{suffix}"
+        for model, mode, seed in RUNS
+    ]
 
 
 def cluster_summaries(wildcards=None):
     """The clustering summary of every sound model's feature and k (which backend ran)."""
     specs = [model_spec(model) for model in MODELS]
-    pairs = dict.fromkeys((s["feature"], s["k"]) for s in specs if s["init"] == "sound")
+    pairs = dict.fromkeys((s.feature, s.k) for s in specs if s.init == "sound")
     return [f"results/clusters/{feature}/k{k}/summary.json" for feature, k in pairs]
 
 
@@ -265,6 +290,7 @@ VOC_KEYS_NOT_FINETUNING = (
     "seeds",
     "baselines",
     "imagenet_weights",
+    "external",
 )
 
 
@@ -284,9 +310,7 @@ def pretext_runtime(wildcards, input, attempt):
 
 def finetune_runtime(wildcards, attempt):
     """Minutes a finetune_voc job asks for: iterations and test crops over the assumed rate."""
-    return finetune_minutes(
-        model_spec(wildcards.model)["arch"], config, attempt=attempt
-    )
+    return finetune_minutes(model_spec(wildcards.model).arch, config, attempt=attempt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +346,7 @@ def svm_params(evaluation):
 
 def model_layers(model, key="layers"):
     """The layers of a model's architecture that svm.<key> names, in network order."""
-    return frozen_layers(config, model_spec(model)["arch"], key)
+    return frozen_layers(config, model_spec(model).arch, key)
 
 
 def frozen_features(wildcards):
@@ -355,6 +379,6 @@ def knn_files(wildcards=None):
 def frozen_models():
     """{model: {"arch", "init"}} of every model, in the order of MODELS (the tables' rows)."""
     return {
-        model: {key: model_spec(model)[key] for key in ("arch", "init")}
+        model: {key: getattr(model_spec(model), key) for key in ("arch", "init")}
         for model in MODELS
     }

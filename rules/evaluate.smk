@@ -6,7 +6,7 @@ rule extract_frozen_features:
     input:
         voc=VOC_READY,
         model=pretext_model,
-        weights=imagenet_weights,
+        weights=backbone_weights,
     output:
         trainval="results/frozen/{model}/features/trainval.npz",
         test="results/frozen/{model}/features/test.npz",

@@ -20,8 +20,9 @@ rule compute_texture:
     params:
         texture=config["features"]["texture"],
         sample_rate=config["pairs"]["sample_rate"],
+        silence_rms=config["pairs"]["silence_rms"],
     script:
-        "../workflow_scripts/compute_features.py"
+        "../workflow_scripts/compute_texture.py"
 
 
 rule compute_mfcc:
@@ -45,7 +46,7 @@ rule compute_mfcc:
         sample_rate=config["pairs"]["sample_rate"],
         silence_rms=config["pairs"]["silence_rms"],
     script:
-        "../workflow_scripts/compute_features.py"
+        "../workflow_scripts/compute_mfcc.py"
 
 
 rule cluster_kmeans:

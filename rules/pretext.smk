@@ -25,7 +25,7 @@ rule train_pretext:
         mem_mb=config["pretext"]["mem_mb"],
         runtime=pretext_runtime,
     params:
-        pretext=params_of("pretext", exclude=("arch",)),
+        pretext=pretext_params,
         checkpoint="results/pretext/{feature}/k{k}/{arch}/checkpoint.pt",
         seed=config["seed"],
     script:

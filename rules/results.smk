@@ -20,6 +20,7 @@ rule tabulate_ap:
     conda:
         "../envs/report.yaml"
     params:
+        runs=RUNS,
         modes=MODES,
     script:
         "../workflow_scripts/tabulate_ap.py"
@@ -43,6 +44,9 @@ rule plot_results:
         "logs/plot_results.log",
     conda:
         "../envs/report.yaml"
+    params:
+        # the paper's Figure 3 is texture's; a config without texture plots its first feature
+        feature="texture" if "texture" in FEATURES else FEATURES[0],
     script:
         "../workflow_scripts/plot_results.py"
 
@@ -89,7 +93,9 @@ rule plot_activations:
     params:
         layer=config["figures"]["activation_layer"],
         n_filters=config["figures"]["activation_filters"],
-        crop_size=config["pretext"]["crop_size"],
+        crop_size=pretext_section(
+            config, model_spec(config["figures"]["activation_model"]).arch
+        )["crop_size"],
         model=config["figures"]["activation_model"],
     script:
         "../workflow_scripts/plot_activations.py"

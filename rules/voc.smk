@@ -30,8 +30,9 @@ rule finetune_voc:
         voc=VOC_READY,
         model=pretext_model,
         meta=pretext_meta,
-        weights=imagenet_weights,
+        weights=backbone_weights,
     output:
+        **KEPT_VOC_MODEL,
         ap="results/voc/{model}/{mode}/seed{seed}/ap.csv",
         meta="results/voc/{model}/{mode}/seed{seed}/ap.csv.meta.json",
         scores="results/voc/{model}/{mode}/seed{seed}/scores.npy",

@@ -34,8 +34,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from soundsup.io import write_text
-
 log = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{11}$")
@@ -299,24 +297,20 @@ def _check_rows(
     return frame[keep], bad
 
 
-def write_segments_csv(segments: pd.DataFrame, path: str | Path, created: str = CREATED) -> None:
-    """Write ``segments`` (ytid, start, end, labels) in the exact AudioSet CSV format, atomically."""
-    _validate_segments(segments, what=str(path))
-    labels = segments["labels"].astype(str)
-    all_labels = [label for text in labels for label in text.split(",") if label]
-    lines = [
+def segments_csv_header(n_ytids: int, n_segs: int, labels: list[str], created: str = CREATED) -> list[str]:
+    """The three header lines of an AudioSet segments CSV (``labels``: every positive label of
+    every row, repeats included)."""
+    return [
         f"# Segments csv created {created}",
-        f"# num_ytids={segments['ytid'].nunique()}, num_segs={len(segments)}, "
-        f"num_unique_labels={len(set(all_labels))}, num_positive_labels={len(all_labels)}",
+        f"# num_ytids={n_ytids}, num_segs={n_segs}, "
+        f"num_unique_labels={len(set(labels))}, num_positive_labels={len(labels)}",
         COLUMNS_HEADER,
     ]
-    lines += [
-        f'{ytid}, {start:.3f}, {end:.3f}, "{label}"'
-        for ytid, start, end, label in zip(
-            segments["ytid"], segments["start"], segments["end"], labels, strict=True
-        )
-    ]
-    write_text(path, "\n".join(lines) + "\n")
+
+
+def segments_csv_row(ytid: str, start: float, end: float, labels: str) -> str:
+    """One row of an AudioSet segments CSV, as the published files write it."""
+    return f'{ytid}, {start:.3f}, {end:.3f}, "{labels}"'
 
 
 # ----------------------------------------------------------------------------------------------
@@ -412,16 +406,6 @@ def shard_of(ytid: str, n_shards: int) -> int:
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
     return int.from_bytes(hashlib.sha1(ytid.encode("utf-8")).digest()[:8], "big") % n_shards
-
-
-def _validate_segments(segments: pd.DataFrame, what: str) -> None:
-    missing = {"ytid", "start", "end", "labels"} - set(segments.columns)
-    if missing:
-        raise ValueError(f"{what}: segments lack columns {sorted(missing)}")
-    valid = valid_rows(segments)
-    if not valid.all():
-        row = segments[~valid].iloc[0]
-        raise ValueError(f"{what}: invalid segment {row['ytid']!r} [{row['start']}, {row['end']}]")
 
 
 def valid_rows(segments: pd.DataFrame) -> np.ndarray:

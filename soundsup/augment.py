@@ -14,7 +14,6 @@ same CPU generator gives the same augmentations on CPU and CUDA.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -141,43 +140,3 @@ def normalize(x: Tensor) -> Tensor:
     scale = (1 / std).to(x.dtype).view(1, 3, 1, 1)
     shift = (-mean / std).to(x.dtype).view(1, 3, 1, 1)
     return torch.addcmul(shift, x, scale)
-
-
-def random_square_crops(
-    images: Sequence[Tensor] | Tensor,
-    size: int,
-    scale_low: float,
-    scale_high: float,
-    generator: torch.Generator,
-) -> Tensor:
-    """Random scaled square crops, mirrored at random (philkr/voc-classification protocol).
-
-    ``images``: a (B, H, W, 3) uint8 tensor or a list of (H_i, W_i, 3) uint8 tensors of any
-    sizes. Per image: side = size * s with s ~ U[scale_low, min(scale_high, H/size, W/size)]
-    (when the image is smaller than ``scale_low * size`` the crop is its whole shorter side),
-    placed uniformly, mirrored with probability 1/2, resized bilinearly to size x size.
-    Returns (B, 3, size, size) float in [0, 1]; images of equal shape are cropped in one op.
-    """
-    shapes = [tuple(image.shape[-3:-1]) for image in images]
-    batch = len(shapes)
-    heights = torch.tensor([h for h, _ in shapes], dtype=torch.float64)
-    widths = torch.tensor([w for _, w in shapes], dtype=torch.float64)
-    high = torch.minimum(torch.minimum(heights, widths) / size, torch.tensor(float(scale_high)))
-    low = torch.minimum(torch.tensor(float(scale_low)), high)
-    side = _uniform(generator, batch, low, high) * size
-    x0 = _uniform(generator, batch, 0.0, 1.0) * (widths - side)
-    y0 = _uniform(generator, batch, 0.0, 1.0) * (heights - side)
-    flip = _uniform(generator, batch, 0.0, 1.0) < 0.5
-
-    first = images[0]
-    out = torch.empty((batch, 3, size, size), dtype=torch.float32, device=first.device)
-    for shape in dict.fromkeys(shapes):
-        members = torch.tensor([i for i, s in enumerate(shapes) if s == shape])
-        if isinstance(images, Tensor):
-            group = images if len(members) == batch else images[members.to(images.device)]
-        else:
-            group = torch.stack([images[i] for i in members.tolist()])
-        local = torch.arange(len(members))
-        boxes = _crop_boxes(x0[members], y0[members], side[members], side[members], first.device, local)
-        out[members.to(out.device)] = _crop(to_float_nchw(group), boxes, size)
-    return _mirror(out, flip)

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
+from soundsup.names import MIN_INPUT_SIZE, ModelName, external_problem, model_names  # noqa: F401
+
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or inconsistent with another."""
@@ -53,9 +55,6 @@ TORCHVISION_IMAGENET_URLS = {
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
 }
-# The smallest square input AlexNet's layers accept (conv1 11x11/4 pad 2, three 3x3/2 max-pools):
-# 63 px give a 1x1 pool5 map. tests/test_config.py checks it against the real network.
-ALEXNET_MIN_INPUT = 63
 # The layers of the frozen-feature evaluations (config section svm), in network order:
 # AlexNet's five convolutions (after their ReLU), pool5 (the last max-pool) and fc6, fc7 (after
 # their ReLU); ResNet-18 after each residual stage. tests/test_frozen.py checks these names
@@ -96,12 +95,19 @@ def _types(subschema: Mapping[str, Any]) -> set[str]:
 
 def _fill_defaults(instance: dict, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
     """Insert schema defaults into ``instance`` recursively (copies, never shared objects)."""
-    for key, subschema in schema.get("properties", {}).items():
+    properties = schema.get("properties", {})
+    for key, subschema in properties.items():
         subschema = _resolve(subschema, root)
         if key not in instance and "default" in subschema:
             instance[key] = copy.deepcopy(subschema["default"])
         if isinstance(instance.get(key), dict) and "object" in _types(subschema):
             _fill_defaults(instance[key], subschema, root)
+    entries = schema.get("additionalProperties")
+    if isinstance(entries, Mapping):  # a mapping of user-named entries (voc.external)
+        entries = _resolve(entries, root)
+        for key, value in instance.items():
+            if key not in properties and isinstance(value, dict) and "object" in _types(entries):
+                _fill_defaults(value, entries, root)
 
 
 def _canonical(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
@@ -111,7 +117,11 @@ def _canonical(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -
     types = _types(schema)
     if isinstance(value, Mapping):
         properties = schema.get("properties", {})
-        return {key: _canonical(value[key], properties.get(key, {}), root) for key in sorted(value, key=str)}
+        entries = schema.get("additionalProperties")
+        entries = entries if isinstance(entries, Mapping) else {}
+        return {
+            key: _canonical(value[key], properties.get(key, entries), root) for key in sorted(value, key=str)
+        }
     if isinstance(value, list | tuple):
         items = schema.get("items", {})
         return [_canonical(item, items, root) for item in value]
@@ -311,6 +321,14 @@ def runtime_settings(config: Mapping[str, Any], schema: Mapping[str, Any], secti
     return {key: value for key, value in _section(config, section).items() if key in runtime}
 
 
+def pretext_section(config: Mapping[str, Any], arch: str) -> dict:
+    """The pretext section as a train_pretext job of ``arch`` sees it: ``pretext.per_arch[arch]``
+    over the section's own values, without ``per_arch`` itself."""
+    pretext = dict(config["pretext"])
+    overrides = pretext.pop("per_arch", {}) or {}
+    return {**pretext, **(overrides.get(arch) or {})}
+
+
 def build_settings(cls: type, values: Mapping[str, Any]) -> Any:
     """The frozen settings dataclass ``cls`` built from a config slice ``values``.
 
@@ -333,28 +351,6 @@ def build_settings(cls: type, values: Mapping[str, Any]) -> Any:
 
 # ----------------------------------------------------------------------------------------------
 # the model list and cross-key checks
-
-
-def model_names(config: Mapping[str, Any]) -> list[str]:
-    """Every model that the VOC stage evaluates: sound models, then baselines.
-
-    ``{feature}-k{k}-{arch}`` for each pretext model, ``random-{arch}``, and ``imagenet-{arch}``
-    where ImageNet weights are configured for that architecture.
-    """
-    archs = config["pretext"]["arch"]
-    names = [
-        f"{feature}-k{k}-{arch}"
-        for feature in config["features"]["names"]
-        for k in config["clusters"]["k"]
-        for arch in archs
-    ]
-    baselines = config["voc"]["baselines"]
-    if "random" in baselines:
-        names += [f"random-{arch}" for arch in archs]
-    if "imagenet" in baselines:
-        weights = config["voc"]["imagenet_weights"]
-        names += [f"imagenet-{arch}" for arch in archs if weights.get(arch)]
-    return names
 
 
 def frozen_layers(config: Mapping[str, Any], arch: str, key: str = "layers") -> list[str]:
@@ -426,6 +422,26 @@ def _check_sources(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def external_archs(config: Mapping[str, Any]) -> list[str]:
+    """The architectures of the voc.external checkpoints."""
+    return [entry["arch"] for entry in config["voc"]["external"].values()]
+
+
+def _check_external(external: Mapping[str, Any]) -> list[str]:
+    """Problems of voc.external: names the model grammar cannot carry, missing weight files."""
+    problems = []
+    for name, entry in external.items():
+        if (problem := external_problem(str(name))) is not None:
+            problems.append(f"voc.external.{name}: {problem}")
+        if not Path(entry["weights"]).is_file():
+            problems.append(f"voc.external.{name}.weights: file {entry['weights']} does not exist")
+        if entry["arch"] != "alexnet" and (entry["variant"], entry["fc_width"]) != ("batchnorm", 4096):
+            problems.append(
+                f"voc.external.{name}: variant and fc_width are AlexNet's keys, not {entry['arch']}'s"
+            )
+    return problems
+
+
 def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = None) -> None:
     figures = config["figures"]
     problems = list(problems or [])
@@ -435,7 +451,8 @@ def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = N
         problems.append(
             f"figures.montage_k={figures['montage_k']} is not in clusters.k {config['clusters']['k']}"
         )
-    sound_models = [name for name in model_names(config) if not name.startswith(("random-", "imagenet-"))]
+    own_models = model_names({**config, "voc": {**config["voc"], "external": {}}})
+    sound_models = [name for name in own_models if ModelName.parse(name).init == "sound"]
     if figures["activation_model"] not in sound_models:
         problems.append(
             f"figures.activation_model={figures['activation_model']!r} is not one of {sound_models}"
@@ -453,14 +470,20 @@ def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = N
     voc = config["voc"]
     if voc["scale_low"] > voc["scale_high"]:
         problems.append(f"voc.scale_low={voc['scale_low']} is above voc.scale_high={voc['scale_high']}")
-    if "alexnet" in config["pretext"]["arch"]:
-        for key, size in (
-            ("pretext.crop_size", config["pretext"]["crop_size"]),
-            ("voc.crop_size", voc["crop_size"]),
-        ):
-            if size < ALEXNET_MIN_INPUT:
-                problems.append(
-                    f"{key}={size} is below {ALEXNET_MIN_INPUT}, the smallest input AlexNet's layers accept"
-                )
+    problems += _check_external(voc["external"])
+    sizes = [
+        (f"pretext.per_arch.{arch}.crop_size" if "crop_size" in config["pretext"]["per_arch"].get(arch, {})
+         else "pretext.crop_size", pretext_section(config, arch)["crop_size"], arch)
+        for arch in config["pretext"]["arch"]
+    ]  # fmt: skip
+    sizes += [
+        ("voc.crop_size", voc["crop_size"], arch)
+        for arch in [*config["pretext"]["arch"], *external_archs(config)]
+    ]
+    for key, size, arch in dict.fromkeys(sizes):
+        if size < MIN_INPUT_SIZE[arch]:
+            problems.append(
+                f"{key}={size} is below {MIN_INPUT_SIZE[arch]}, the smallest input {arch}'s layers accept"
+            )
     if problems:
         raise ConfigError("inconsistent configuration:\n  " + "\n  ".join(problems))

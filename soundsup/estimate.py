@@ -18,6 +18,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from soundsup.config import pretext_section
+
 NPY_HEADER_BYTES = 128  # numpy's .npy header for these arrays (version 1, padded to 64)
 
 
@@ -34,8 +36,10 @@ def _minutes(seconds: float, estimate: Mapping[str, Any], attempt: int) -> int:
 
 def pretext_minutes(n_pairs: int, arch: str, config: Mapping[str, Any], attempt: int = 1) -> int:
     """The time limit of one ``train_pretext`` job, in minutes."""
-    pretext, estimate = config["pretext"], config["runtime_estimate"]
-    images = n_pairs * pretext["epochs"]  # training (1 - val) and validation (val) together
+    pretext, estimate = pretext_section(config, arch), config["runtime_estimate"]
+    images = (
+        n_pairs * pretext["epochs"] * pretext["epoch_repeats"]
+    )  # training (1 - val) and validation (val) together
     return _minutes(images / float(estimate["pretext_images_per_second"][arch]), estimate, attempt)
 
 

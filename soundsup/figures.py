@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional
 
 from soundsup.io import atomic_path
-from soundsup.tables import ARCHS, FEATURES, MODES
+from soundsup.names import ARCHS, FEATURES, MODES
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,15 @@ def _rows(table1: pd.DataFrame, source: str, init: str) -> pd.DataFrame:
     if init == "sound":
         rows["k"] = pd.to_numeric(rows["k"]).astype(int)
     return rows
+
+
+def plot_results(
+    table1_path: str | Path, map_vs_k_path: str | Path, features_path: str | Path, feature: str
+) -> None:
+    """The two figures of Table 1: mAP against k for ``feature``, and the features compared."""
+    table1 = pd.read_csv(table1_path)
+    plot_map_vs_k(table1, map_vs_k_path, feature=feature)
+    plot_feature_comparison(table1, features_path)
 
 
 def plot_map_vs_k(table1: pd.DataFrame, path: str | Path, feature: str = "texture") -> None:
@@ -484,6 +493,36 @@ def plot_top_activations(
 ) -> None:
     """Write :func:`top_activations_figure` as a PNG."""
     _save(top_activations_figure(images_uint8, top, title, values), path)
+
+
+def plot_activations(
+    frames_paths: Sequence[str | Path],
+    model_path: str | Path,
+    path: str | Path,
+    layer: str,
+    n_filters: int,
+    crop_size: int,
+    model_name: str,
+    max_images: int = 4000,
+) -> None:
+    """Figure 2 of a pretext model: the frames that most excite the ``n_filters`` most selective
+    filters of ``layer``, from at most ``max_images`` frames of the shards (evenly spaced)."""
+    from soundsup.models import conv_layers, load_model
+    from soundsup.shards import ShardFrames
+
+    frames = ShardFrames(frames_paths)  # memory-mapped: rows are read a batch at a time
+    if len(frames) > max_images:
+        frames = frames.subset(np.linspace(0, len(frames) - 1, max_images).astype(int))
+    model, _ = load_model(model_path)
+    model.eval()
+    layers = conv_layers(model)
+    if layer not in layers:
+        raise KeyError(f"figures.activation_layer={layer!r}; this model has {sorted(layers)}")
+    activations = max_activations(model, layers[layer], FrameInputs(frames, crop_size))
+    filters = most_selective_filters(activations, n_filters=n_filters)
+    top, values = strongest_images(activations, filters)
+    title = f"{model_name} {layer}: top-activating frames"
+    plot_top_activations(frames, top, path, title=title, values=values)
 
 
 def top_activations_figure(

@@ -55,19 +55,21 @@ from soundsup.models import (
     ARCHS,
     build_model,
     load_model,
+    load_trunk,
     output_layer,
     replace_head,
     set_trainable,
     train_mode,
 )
+from soundsup.names import VOC_CLASSES
 from soundsup.progress import Eta, EventLog, job_logger
-from soundsup.voc import VOC_CLASSES, PackedImages, pack_images
+from soundsup.voc import PackedImages, pack_images
 from soundsup.voc_crops import CropCutter, place_pixels
 
 log = logging.getLogger(__name__)
 
 N_CLASSES = len(VOC_CLASSES)
-BACKBONE_SPECS = ("pretext", "random", "imagenet")
+BACKBONE_SPECS = ("pretext", "random", "imagenet", "external")
 _TORCHVISION_WEIGHTS = {
     "alexnet": tv_models.AlexNet_Weights.IMAGENET1K_V1,
     "resnet18": tv_models.ResNet18_Weights.IMAGENET1K_V1,
@@ -165,14 +167,21 @@ def _imagenet_backbone(arch: str, imagenet_weights: str | None) -> nn.Module:
 
 
 def load_backbone(
-    spec: str, arch: str, fc_width: int, model_path: str | None, imagenet_weights: str | None
+    spec: str,
+    arch: str,
+    fc_width: int,
+    model_path: str | None,
+    imagenet_weights: str | None,
+    variant: str | None = None,
 ) -> nn.Module:
     """The network that fine-tuning starts from (its original output layer still in place).
 
     ``spec``: ``'pretext'`` (the sound-pretrained model file ``model_path``), ``'random'`` (a
     fresh ``arch`` with 1000 outputs and ``fc_width``; seed the global torch RNG first) or
     ``'imagenet'`` (``imagenet_weights``: a local state-dict file, or ``'torchvision'`` for
-    torchvision's own download; torchvision's AlexNet has fc width 4096 whatever ``fc_width``).
+    torchvision's own download; torchvision's AlexNet has fc width 4096 whatever ``fc_width``)
+    or ``'external'`` (an outside checkpoint ``model_path`` holding the trunk of an ``arch`` of
+    ``variant`` and ``fc_width``, :func:`soundsup.models.load_trunk`).
     Raises :class:`WeightsUnavailable` when ImageNet weights cannot be had.
     """
     if arch not in ARCHS:
@@ -190,6 +199,10 @@ def load_backbone(
         return build_model(arch, 1000, fc_width)
     if spec == "imagenet":
         return _imagenet_backbone(arch, imagenet_weights)
+    if spec == "external":
+        if not model_path or not Path(model_path).is_file():
+            raise FileNotFoundError(f"outside checkpoint {model_path} does not exist")
+        return load_trunk(build_model(arch, 1000, fc_width, variant), model_path)
     raise ValueError(f"unknown backbone spec {spec!r}; expected one of {BACKBONE_SPECS}")
 
 
@@ -197,14 +210,17 @@ def backbone_from_spec(backbone: Mapping[str, Any], model_path: str | None) -> n
     """The network a rule's ``backbone`` params describe (rules/common.smk, ``backbone_params``):
     ``init`` (``sound``: the pretext model file ``model_path``; ``random``: a fresh network of
     ``fc_width``, so seed the global torch RNG first; ``imagenet``: the state-dict file
-    ``weights``) and ``arch``. See :func:`load_backbone`."""
+    ``weights``; ``external``: the checkpoint ``weights`` of ``variant`` and ``fc_width``) and
+    ``arch``. See :func:`load_backbone`."""
     init = backbone["init"]
+    external = init == "external"
     return load_backbone(
         "pretext" if init == "sound" else init,
         arch=backbone["arch"],
         fc_width=backbone.get("fc_width", 4096),
-        model_path=model_path or None,
-        imagenet_weights=backbone.get("weights"),
+        model_path=backbone["weights"] if external else (model_path or None),
+        imagenet_weights=None if external else backbone.get("weights"),
+        variant=backbone.get("variant") if external else None,
     )
 
 

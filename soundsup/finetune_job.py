@@ -3,7 +3,8 @@
 :func:`run_finetune_job` reads the VOC labels and decodes the images once (on the job's
 threads), builds the starting network, fine-tunes it with a checkpoint beside the outputs
 (resumed when the job is started again after a kill), scores the test set and writes
-``scores.npy``, ``ap.csv`` and its provenance sidecar ``ap.csv.meta.json``, each atomically.
+``scores.npy``, ``ap.csv`` and its provenance sidecar ``ap.csv.meta.json`` (and, when asked,
+the fine-tuned network), each atomically.
 The checkpoint is removed only once all three are written. A full disk, at a checkpoint or at
 an output, stops the job with an error naming the file and the cause (ENOSPC) and leaves the
 last complete checkpoint in place, so the job resumes once there is room again.
@@ -25,6 +26,7 @@ from soundsup.device import retain_freed_host_memory, seed_everything, set_threa
 from soundsup.finetune import FinetuneConfig, backbone_from_spec, finetune_voc
 from soundsup.io import naming_write_errors, write_durably, write_meta
 from soundsup.metrics import average_precision_table, mean_ap
+from soundsup.models import save_torch
 from soundsup.progress import job_logger
 from soundsup.voc import load_packed_images, read_labels
 
@@ -55,6 +57,7 @@ def run_finetune_job(
     n_threads: int = 1,
     crop_method: str = "auto",
     tensorboard_dir: str | Path | None = None,
+    finetuned_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Fine-tune one backbone on VOC 2007 trainval, score test, write the outputs; return the AP table.
 
@@ -65,7 +68,9 @@ def run_finetune_job(
     class, ap, ap_voc07, n_pos, n_neg) and ``<ap_path>.meta.json`` (``config_slice``, backbone,
     pretext settings, seed, history). ``checkpoint_path`` holds the training state in between.
     Every log line starts with the job's name, ``[{model_name} {mode} seed{seed}]``;
-    ``tensorboard_dir``: see :func:`soundsup.finetune.finetune_voc`.
+    ``tensorboard_dir``: see :func:`soundsup.finetune.finetune_voc`. ``finetuned_path`` (when
+    given): the fine-tuned network's state dict, 20-class output layer included; it loads with
+    ``strict=True`` into ``soundsup.models.build_model(arch, 20, fc_width, variant)``.
     """
     job_name = f"{model_name} {mode} seed{seed}"
     job_log = job_logger(log, job_name)
@@ -106,6 +111,10 @@ def run_finetune_job(
             n_test=len(test_ids),
             device=str(device),
             history=history,
+        )
+    if finetuned_path is not None:
+        save_torch(
+            finetuned_path, {k: v.detach().cpu() for k, v in model.state_dict().items()}, "fine-tuned model"
         )
     Path(checkpoint_path).unlink(missing_ok=True)
     return table

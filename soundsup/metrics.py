@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from soundsup.voc import VOC_CLASSES
+from soundsup.names import VOC_CLASSES
 
 METHODS = ("step", "voc07")
 TABLE_COLUMNS = ("class", "ap", "ap_voc07", "n_pos", "n_neg")

@@ -25,7 +25,6 @@ float rounding.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import librosa
@@ -144,9 +143,3 @@ def mfcc_features(
         coefficients = fit_frames(_batch_mfcc(chunk, config, mel_basis), config.n_frames)
         result[start : start + len(chunk)] = coefficients.reshape(len(chunk), -1)
     return result
-
-
-def frames_per_window(n_samples: int, config: MfccConfig | None = None) -> int:
-    """Number of STFT frames librosa gives for ``n_samples`` (centred frames)."""
-    config = config or MfccConfig()
-    return 1 + math.floor(n_samples / config.hop_length)

@@ -28,10 +28,10 @@ import torch
 from torch import nn
 from torchvision import models
 
-ARCHS = ("alexnet", "resnet18")
+from soundsup.names import ARCHS, MIN_INPUT_SIZE  # noqa: F401  (MIN_INPUT_SIZE: re-exported)
+
 VARIANTS = {"alexnet": ("batchnorm", "torchvision"), "resnet18": ("torchvision",)}
 DEFAULT_VARIANT = {"alexnet": "batchnorm", "resnet18": "torchvision"}
-MIN_INPUT_SIZE = {"alexnet": 63, "resnet18": 1}  # smaller inputs vanish before pool5 / the global pool
 MODEL_FORMAT = 2  # 1 (no "format" key): AlexNet meant torchvision's, without batch norm
 Mode = Literal["head", "all"]
 
@@ -298,6 +298,54 @@ def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_backbone(path: str | Path, model: nn.Module) -> None:
     """Write :func:`backbone_state_dict` as a plain ``torch.save`` file (atomically)."""
     save_torch(path, backbone_state_dict(model), "backbone file")
+
+
+def output_layer_prefix(model: nn.Module) -> str:
+    """The state-dict prefix of the output layer (``'fc.'``, AlexNet's ``'classifier.6.'``)."""
+    head = output_layer(model)
+    for name, module in model.named_modules():
+        if module is head:
+            return f"{name}."
+    raise TypeError(f"{type(model).__name__} has no output layer")  # output_layer found one
+
+
+def load_trunk(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the trunk of ``model`` (every layer but its output layer, which keeps its weights)
+    from the torch file ``path``: a plain state dict (``backbone.pth``, torchvision's), or a dict
+    with a ``state_dict`` entry (``model.pt``); a ``module.`` prefix (DataParallel) and the
+    file's own output layer are dropped. Every trunk tensor must be there with its shape;
+    a missing or extra key or a wrong shape raises ``ValueError`` naming the file and the keys.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types (pickle, zip, runtime) on a bad file
+        raise ValueError(f"{path}: cannot be read as a torch state dict ({error})") from error
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise ValueError(f"{path}: not a state dict (a mapping of names to tensors)")
+    head = output_layer_prefix(model)
+    state = {key.removeprefix("module."): value for key, value in payload.items()}
+    state = {key: value for key, value in state.items() if not key.startswith(head)}
+    expected = {key: value for key, value in model.state_dict().items() if not key.startswith(head)}
+    # num_batches_tracked (a counter, unused with momentum) is absent from older torchvision files
+    missing = sorted(key for key in set(expected) - set(state) if not key.endswith("num_batches_tracked"))
+    extra = sorted(set(state) - set(expected))
+    shapes = [
+        f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    if missing or extra or shapes:
+        arch, variant = model_variant(model)
+        problems = [
+            f"missing {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}" if missing else "",
+            f"unexpected {', '.join(extra[:6])}{' …' if len(extra) > 6 else ''}" if extra else "",
+            f"wrong shape {', '.join(shapes[:4])}" if shapes else "",
+        ]
+        raise ValueError(f"{path}: not the trunk of {arch} ({variant}): " + "; ".join(filter(None, problems)))
+    model.load_state_dict(state, strict=False)
+    return model
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

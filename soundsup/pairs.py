@@ -37,6 +37,7 @@ import pandas as pd
 
 from soundsup.download import DURATION_TOLERANCE_S, probe_clip
 from soundsup.ffmpeg import ffmpeg_binary
+from soundsup.silence import silent_windows, window_rms
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,8 @@ def _extract(
             problems.append(("too_short", f"no frame at {time_s:.3f} s"))
         elif window is None:
             problems.append(("too_short", f"audio ends at {len(audio) / config.sample_rate:.3f} s"))
-        elif (rms := float(np.sqrt(np.mean(np.square(window, dtype=np.float64))))) < config.silence_rms:
+        elif silent_windows(window[None], config.silence_rms)[0]:
+            rms = window_rms(window[None])[0]
             problems.append(("silent", f"audio window at {time_s:.3f} s has RMS {rms:.2e}"))
         else:
             for bucket, value in zip(kept, (frame, window, time_s, number), strict=True):
@@ -214,24 +216,6 @@ def _extract(
     if problems:
         log.info("%s: %d of %d windows dropped: %s", path.name, len(problems), len(times), problems)
     return np.stack(kept[0]), np.stack(kept[1]).astype(np.float32), kept[2], kept[3]
-
-
-def extract_clip(
-    path: str | Path, config: PairConfig, duration: float | None = None
-) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Pairs of one clip: frames (P,S,S,3) uint8, audio windows (P,T) float32, frame times (s).
-
-    ``duration`` (seconds, as probed at download) places the windows; when None the clip is
-    probed first. Windows that are silent or do not fit are dropped; raises
-    :class:`PairError` when none is left.
-    """
-    path = Path(path)
-    if duration is None:
-        if not path.is_file():
-            raise PairError("missing", f"no clip file {path}")
-        duration = probe_clip(path)["seconds"]
-    frames, audio, times, _ = _extract(path, config, float(duration))
-    return frames, audio, times
 
 
 def _empty_outputs(config: PairConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame]:

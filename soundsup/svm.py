@@ -60,7 +60,7 @@ import pandas as pd
 
 from soundsup.io import atomic_path
 from soundsup.metrics import average_precision, average_precision_table
-from soundsup.voc import VOC_CLASSES
+from soundsup.names import VOC_CLASSES
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from soundsup.audioset import segments_csv_header, segments_csv_row
 from soundsup.ffmpeg import ffmpeg_binary
 from soundsup.io import write_json, write_text
+from soundsup.names import VOC_CLASSES
 from soundsup.synthetic_scenes import (
     SCENES,
-    VOC_CLASSES,
     Scene,
     draw_layout,
     sample_layout,
@@ -45,7 +46,6 @@ from soundsup.synthetic_scenes import (
 log = logging.getLogger(__name__)
 
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"))
-CSV_CREATED = "# Segments csv created Sun Mar  5 10:54:31 2017"
 # Streams of the seed sequence, so that each part of the world draws independent numbers.
 _PLAN, _VIDEO, _VOC = 1, 2, 3
 
@@ -173,14 +173,9 @@ def _malformed_line(number: int, rng: np.random.Generator) -> str:
 def segments_csv_text(segments: list[Segment], n_malformed: int, seed: int) -> tuple[str, list[int]]:
     """The AudioSet-format CSV text of ``segments`` and the 1-based line numbers of malformed rows."""
     rng = np.random.default_rng([seed, _PLAN, 1])
-    unique_labels = {label for segment in segments for label in segment.labels}
-    header = [
-        CSV_CREATED,
-        f"# num_ytids={len(segments)}, num_segs={len(segments)}, num_unique_labels={len(unique_labels)}, "
-        f"num_positive_labels={sum(len(segment.labels) for segment in segments)}",
-        "# YTID, start_seconds, end_seconds, positive_labels",
-    ]
-    rows = [f'{s.ytid}, {s.start:.3f}, {s.end:.3f}, "{",".join(s.labels)}"' for s in segments]
+    labels = [label for segment in segments for label in segment.labels]
+    header = segments_csv_header(len({s.ytid for s in segments}), len(segments), labels)
+    rows = [segments_csv_row(s.ytid, s.start, s.end, ",".join(s.labels)) for s in segments]
     positions = sorted(rng.choice(len(rows) + 1, size=n_malformed, replace=True).tolist(), reverse=True)
     for number, position in enumerate(positions):
         rows.insert(position, _malformed_line(number, rng))

@@ -17,12 +17,6 @@ from PIL import Image, ImageDraw
 
 from soundsup.synthetic_glyphs import CLASS_STYLES, draw_glyph
 
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Scene:

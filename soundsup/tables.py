@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -41,17 +40,10 @@ import numpy as np
 import pandas as pd
 
 from soundsup.io import atomic_path
+from soundsup.names import ARCHS, FEATURES, INITS, MODES, VOC_CLASSES, ModelName, ModelNameError
 
 log = logging.getLogger(__name__)
 
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
-FEATURES: tuple[str, ...] = ("texture", "mfcc")
-ARCHS: tuple[str, ...] = ("alexnet", "resnet18")
-MODES: tuple[str, ...] = ("head", "all")
 METRICS: tuple[str, ...] = ("ap", "ap_voc07")
 PROVENANCE: tuple[str, ...] = ("git_commit", "config_hash", "n_pretext_pairs")  # from ap.csv.meta.json
 CLUSTER_BACKEND = "cluster_backend"  # from the clusters' summary.json: 'faiss' or 'sklearn'
@@ -79,11 +71,6 @@ TABLE2_COLUMNS: tuple[str, ...] = (
     *PUBLISHED_TEXT,
 )
 
-_MODEL_PATTERN = re.compile(
-    r"^(?:(?P<feature>texture|mfcc)-k(?P<k>[1-9][0-9]*)|(?P<init>random|imagenet))-(?P<arch>alexnet|resnet18)$"
-)
-_AP_PATH_PATTERN = re.compile(r"(?P<model>[^/]+)/(?P<mode>head|all)/seed(?P<seed>[0-9]+)/ap\.csv$")
-_SUMMARY_PATH_PATTERN = re.compile(r"(?P<feature>[^/]+)/k(?P<k>[0-9]+)/summary\.json$")
 _ROUNDING = 1e-9  # AP files written before AP was clipped may exceed 1 by an ulp
 
 
@@ -92,39 +79,13 @@ class TableError(ValueError):
 
 
 def parse_model_name(name: str) -> dict:
-    """Split ``{feature}-k{k}-{arch}``, ``random-{arch}`` or ``imagenet-{arch}`` into its parts.
-
-    Returns ``{"model", "init", "feature", "k", "arch"}`` with ``init`` in sound|random|imagenet;
-    ``feature`` and ``k`` are None for the baselines.
-    """
-    match = _MODEL_PATTERN.match(str(name))
-    if match is None:
-        raise TableError(
-            f"bad model name {name!r}: expected '{{feature}}-k{{k}}-{{arch}}' (feature in {FEATURES}), "
-            f"'random-{{arch}}' or 'imagenet-{{arch}}' with arch in {ARCHS}"
-        )
-    if match["init"] is not None:
-        return {"model": name, "init": match["init"], "feature": None, "k": None, "arch": match["arch"]}
-    return {
-        "model": name,
-        "init": "sound",
-        "feature": match["feature"],
-        "k": int(match["k"]),
-        "arch": match["arch"],
-    }
-
-
-def records_from_paths(paths: Sequence[str | Path]) -> list[tuple[str, str, int, Path]]:
-    """``(model, mode, seed, path)`` records from paths that end in ``{model}/{mode}/seed{seed}/ap.csv``."""
-    records = []
-    for path in paths:
-        match = _AP_PATH_PATTERN.search(Path(path).as_posix())
-        if match is None:
-            raise TableError(
-                f"{path}: not an AP file path of the form '{{model}}/{{mode}}/seed{{seed}}/ap.csv'"
-            )
-        records.append((match["model"], match["mode"], int(match["seed"]), Path(path)))
-    return records
+    """The parts of a model's name (:class:`soundsup.names.ModelName`) as table columns:
+    ``{"model", "init", "feature", "k", "arch"}``; ``feature`` and ``k`` are None but for sound
+    models. A bad name raises :class:`TableError`."""
+    try:
+        return ModelName.parse(name).parts()
+    except ModelNameError as error:
+        raise TableError(str(error)) from None
 
 
 def _read_ap_file(path: Path) -> pd.DataFrame:
@@ -173,7 +134,8 @@ def _read_provenance(path: Path) -> dict:
 
 
 def read_cluster_backends(paths: Sequence[str | Path]) -> dict[tuple[str, int], str | None]:
-    """``{(feature, k): backend}`` from clustering summaries ``.../{feature}/k{k}/summary.json``.
+    """``{(feature, k): backend}`` from clustering summaries (``summary.json``, which name their
+    own feature and k).
 
     ``backend`` is the k-means implementation that ran with its version (``'faiss 1.9.0'``,
     ``'sklearn 1.5.2'``; the name alone where the summary gives no version; None, with a
@@ -181,11 +143,6 @@ def read_cluster_backends(paths: Sequence[str | Path]) -> dict[tuple[str, int], 
     """
     backends: dict[tuple[str, int], str | None] = {}
     for path in paths:
-        match = _SUMMARY_PATH_PATTERN.search(Path(path).as_posix())
-        if match is None:
-            raise TableError(
-                f"{path}: not a clustering summary path of the form '{{feature}}/k{{k}}/summary.json'"
-            )
         if not Path(path).is_file():
             raise FileNotFoundError(f"clustering summary not found: {path}")
         try:
@@ -194,13 +151,15 @@ def read_cluster_backends(paths: Sequence[str | Path]) -> dict[tuple[str, int], 
             raise TableError(f"{path}: not valid JSON ({error})") from error
         if not isinstance(summary, dict):
             raise TableError(f"{path}: expected a JSON object")
+        if not isinstance(summary.get("feature"), str) or not isinstance(summary.get("k"), int):
+            raise TableError(f"{path}: a clustering summary names its 'feature' and integer 'k'")
         backend = summary.get("backend")
         if backend is None:
             log.warning("%s does not say which k-means backend ran", path)
         version = summary.get("backend_version")
         if backend is not None and version is not None:
             backend = f"{backend} {version}"
-        backends[(match["feature"], int(match["k"]))] = None if backend is None else str(backend)
+        backends[(summary["feature"], summary["k"])] = None if backend is None else str(backend)
     return backends
 
 
@@ -242,12 +201,13 @@ def collect_ap(
 
 
 def _sort_key(model: str) -> tuple:
-    """Sound models by feature, arch, k; then random; then imagenet (each by arch)."""
+    """Sound models by feature, arch, k; then random, imagenet and outside checkpoints (by arch,
+    then name)."""
     parts = parse_model_name(model)
     arch = ARCHS.index(parts["arch"])
     if parts["init"] == "sound":
-        return (0, FEATURES.index(parts["feature"]), arch, parts["k"])
-    return (1 if parts["init"] == "random" else 2, 0, arch, 0)
+        return (0, FEATURES.index(parts["feature"]), arch, parts["k"], "")
+    return (INITS.index(parts["init"]), 0, arch, 0, model)
 
 
 def _ordered(models) -> list[str]:
@@ -498,3 +458,27 @@ def write_table(table: pd.DataFrame, path: str | Path, decimals: int = 2) -> Non
     rounded[floats] = rounded[floats].round(decimals)
     with atomic_path(path) as tmp:
         rounded.to_csv(tmp, index=False)
+
+
+def tabulate(
+    runs: Sequence[Sequence],
+    ap_paths: Sequence[str | Path],
+    cluster_summaries: Sequence[str | Path],
+    published_path: str | Path,
+    dataset_path: str | Path,
+    table1_path: str | Path,
+    table2_path: str | Path,
+    modes: Sequence[str] = MODES,
+) -> None:
+    """Tables 1 and 2 of every run: ``runs`` are ``(model, mode, seed)`` in the order of
+    ``ap_paths`` (each AP file's provenance sidecar ``<ap>.meta.json`` beside it)."""
+    if len(runs) != len(ap_paths):
+        raise TableError(f"{len(runs)} runs named for {len(ap_paths)} AP files")
+    records = [
+        (model, mode, int(seed), path) for (model, mode, seed), path in zip(runs, ap_paths, strict=True)
+    ]
+    long = collect_ap(records, cluster_summaries)
+    published = load_published(published_path)
+    dataset = pd.read_csv(dataset_path, dtype={"shard": str})
+    write_table(build_table1(long, published, dataset), table1_path)
+    write_table(build_table2(long, published, list(modes)), table2_path)

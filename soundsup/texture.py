@@ -122,18 +122,6 @@ def stat_blocks(config: TextureConfig | None = None) -> dict[str, slice]:
     return blocks
 
 
-def is_silent(stats: np.ndarray, *, config: TextureConfig | None = None) -> np.ndarray:
-    """True where a statistics vector (``(502,)`` or ``(N, 502)``) comes from silence.
-
-    Silence: loudness, or every band mean, at or below ``config.silence_threshold``.
-    """
-    config = config or TextureConfig()
-    blocks = stat_blocks(config)
-    stats = np.asarray(stats)
-    quiet_bands = np.all(stats[..., blocks["mean"]] <= config.silence_threshold, axis=-1)
-    return quiet_bands | (stats[..., blocks["loudness"].start] <= config.silence_threshold)
-
-
 # ---------------------------------------------------------------------------------------------
 # Filters (toolbox definitions)
 

@@ -1,22 +1,24 @@
 """The schema: defaults filled, a wrong key or type named, cross-key checks, the model list."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from soundsup.config import (
-    ALEXNET_MIN_INPUT,
     TORCHVISION_IMAGENET_URLS,
     ConfigError,
     build_settings,
     byte_rate,
     load_schema,
-    model_names,
     rule_params,
     runtime_settings,
     validate_config,
 )
+from soundsup.names import MIN_INPUT_SIZE, model_names
+
+ALEXNET_MIN_INPUT = MIN_INPUT_SIZE["alexnet"]
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -228,6 +230,28 @@ def test_numbers_take_their_schema_type():
         ({"download": {"url_template": "https://x.org/{ytid"}}, r"is not a valid template"),
         ({"download": {"proxy": "http://user:secret@proxy:3128"}}, r"download\.proxy is not a config key"),
         ({"download": {"proxy_env": "not a name"}}, r"download\.proxy_env"),
+        (
+            {"pretext": {"per_arch": {"alexnet": {"crop_size": 48}}}},
+            r"pretext\.per_arch\.alexnet\.crop_size=48 is below 63",
+        ),
+        (
+            {"pretext": {"per_arch": {"resnet18": {"threads": 2}}}},
+            r"unknown config key pretext\.per_arch\.resnet18\.threads",
+        ),
+        ({"pretext": {"per_arch": {"vgg": {"epochs": 2}}}}, r"unknown config key pretext\.per_arch\.vgg"),
+        (
+            {"voc": {"external": {"mine": {"arch": "resnet18"}}}},
+            r"voc\.external\.mine: 'weights' is a required property",
+        ),
+        ({"voc": {"external": {"mine": {"arch": "vgg", "weights": "w"}}}}, r"voc\.external\.mine\.arch"),
+        (
+            {"voc": {"external": {"mine": {"arch": "resnet18", "weights": "/nowhere/w.pth"}}}},
+            r"voc\.external\.mine\.weights: file /nowhere/w\.pth does not exist",
+        ),
+        (
+            {"voc": {"external": {"mine": {"arch": "resnet18", "weights": "w", "extra": 1}}}},
+            r"unknown config key voc\.external\.mine\.extra",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(change, message):
@@ -327,3 +351,48 @@ def test_torchvision_weight_urls_are_torchvisions():
         "alexnet": models.AlexNet_Weights.IMAGENET1K_V1.url,
         "resnet18": models.ResNet18_Weights.IMAGENET1K_V1.url,
     }
+
+
+def test_outside_checkpoints_need_names_the_grammar_can_carry(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    for name, message in (("random", "name of the workflow's own models"), ("My-Net", "lower-case letters")):
+        with pytest.raises(ConfigError, match=rf"voc\.external\.{re.escape(name)}: .*{message}"):
+            validate_config(
+                {"voc": {"external": {name: {"arch": "resnet18", "weights": str(weights)}}}}, SCHEMA
+            )
+    with pytest.raises(ConfigError, match="variant and fc_width are AlexNet's keys"):
+        validate_config(
+            {"voc": {"external": {"m": {"arch": "resnet18", "weights": str(weights), "fc_width": 512}}}},
+            SCHEMA,
+        )
+    config = validate_config(
+        {"voc": {"external": {"m": {"arch": "alexnet", "weights": str(weights)}}}}, SCHEMA
+    )
+    assert config["voc"]["external"]["m"] == {
+        "arch": "alexnet",
+        "fc_width": 4096,
+        "variant": "batchnorm",
+        "weights": str(weights),
+    }
+    assert model_names(config)[-1] == "m-alexnet"
+
+
+def test_per_arch_keys_override_the_section_for_one_architecture():
+    from soundsup.config import pretext_section
+    from soundsup.estimate import pretext_minutes
+
+    config = validate_config(
+        {"pretext": {"epochs": 40, "per_arch": {"resnet18": {"epochs": 10, "crop_size": 48}}}}, SCHEMA
+    )
+    assert (
+        pretext_section(config, "resnet18")["epochs"] == 10
+        and pretext_section(config, "resnet18")["crop_size"] == 48
+    )
+    assert pretext_section(config, "alexnet")["epochs"] == 40 and "per_arch" not in pretext_section(
+        config, "alexnet"
+    )
+    config["runtime_estimate"]["minimum_minutes"] = 1
+    assert pretext_minutes(10**6, "resnet18", config) < pretext_minutes(
+        10**6, "resnet18", {**config, "pretext": {**config["pretext"], "per_arch": {}}}
+    )

@@ -4,6 +4,7 @@ One run (module fixture) feeds every test here: the tables and figures it wrote,
 changed parameter makes Snakemake plan again, the HTML report.
 """
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,13 +15,11 @@ import pandas as pd
 import pytest
 from workflow_helpers import REPO, job_stats, planned_jobs, snakemake, write_config
 
+from soundsup.names import VOC_CLASSES
+
 pytestmark = pytest.mark.slow
 
 TEST_CONFIG = REPO / "configs" / "test.yaml"
-VOC_CLASSES = (
-    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
-    "pottedplant sheep sofa train tvmonitor"
-).split()
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +179,12 @@ RUNTIME_CHANGES = {
             {"svm__layers": {"alexnet": ["conv5", "fc7"]}},
             {"train_svm": 3, "score_knn": 3, "tabulate_frozen": 1, "plot_frozen": 1},
         ),
+        # An architecture's own value reruns only its models (the tiny config has AlexNet only).
+        ({"pretext__per_arch": {"alexnet": {"epochs": 3}}}, AFTER_PRETEXT),
+        ({"pretext__per_arch": {"resnet18": {"epochs": 3}}}, {}),
+        ({"pretext__per_arch": {"alexnet": {"epochs": 2}}}, {}),  # the section's own value
+        # Keeping the fine-tuned networks: each run is redone once to write its network.
+        ({"voc__keep_models": True}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
         *[({key: value}, {}) for key, value in RUNTIME_CHANGES.items()],
     ],
     ids=[
@@ -193,6 +198,10 @@ RUNTIME_CHANGES = {
         "svm.lowshot_samples",
         "svm.pooled_dims",
         "svm.layers",
+        "per_arch alexnet",
+        "per_arch of an architecture not trained",
+        "per_arch as the section",
+        "voc.keep_models",
         *[key.replace("__", ".") for key in RUNTIME_CHANGES],
     ],
 )
@@ -347,6 +356,58 @@ def test_a_clip_damaged_after_download_is_fetched_again_on_the_next_run(finished
     assert fixed["status"] == "ok" and fixed["sha256"] == row["sha256"]
     assert clip.read_bytes() != bytes(damaged)
     assert (workdir / target).is_file()
+
+
+def test_an_outside_checkpoint_is_evaluated_under_its_own_name(finished_run, tmp_path):
+    """voc.external: a backbone.pth that train_pretext wrote, given to the workflow as someone
+    else's checkpoint, is fine-tuned and tabulated as 'mine-alexnet', and only its jobs run;
+    with voc.keep_models its fine-tuned network is kept and loads into the architecture."""
+    import torch
+
+    from soundsup.models import build_model
+
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    weights = tmp_path / "theirs.pth"
+    shutil.copy(workdir / "results/pretext/texture/k3/alexnet/backbone.pth", weights)
+    external = {"mine": {"arch": "alexnet", "weights": str(weights), "fc_width": 64}}
+    config = write_config(TEST_CONFIG, tmp_path / "external.yaml", voc__external=external)
+    assert dict(planned_jobs(workdir, config)) == {
+        "finetune_voc": 2, "tabulate_ap": 1, "plot_results": 1, **frozen_jobs(1),
+    }  # fmt: skip
+    snakemake(workdir, config, "--cores", "2")
+    table1 = pd.read_csv(workdir / "results" / "table1.csv")
+    row = table1[table1["model"] == "mine-alexnet"].iloc[0]
+    assert row["init"] == "external" and row["arch"] == "alexnet" and row["source"] == "measured"
+    assert 0 < row["head_map"] < 100 and 0 < row["all_map"] < 100
+    table2 = pd.read_csv(workdir / "results" / "table2.csv")
+    assert set(table2.loc[table2["model"] == "mine-alexnet", "mode"]) == {"head", "all"}
+    assert "mine-alexnet" in set(pd.read_csv(workdir / "results" / "svm_layers.csv")["model"])
+    # The network in the file is the one that was fine-tuned: its trunk started from the file.
+    meta = json.loads((workdir / "results/voc/mine-alexnet/head/seed0/ap.csv.meta.json").read_text())
+    assert meta["backbone"] == {"init": "external", "arch": "alexnet", "weights": str(weights),
+                                "variant": "batchnorm", "fc_width": 64}  # fmt: skip
+    # A checkpoint of another architecture stops the job with the file named.
+    wrong = write_config(
+        TEST_CONFIG, tmp_path / "wrong.yaml",
+        voc__external={"theirs": {"arch": "alexnet", "weights": str(weights), "fc_width": 4096}},
+    )  # fmt: skip
+    failed = snakemake(
+        workdir, wrong, "--cores", "1", "results/voc/theirs-alexnet/head/seed0/ap.csv", check=False
+    )
+    assert failed.returncode != 0
+    log = (workdir / "logs" / "finetune_voc" / "theirs-alexnet-head-seed0.log").read_text()
+    assert f"{weights}: not the trunk of alexnet (batchnorm): wrong shape classifier.1.weight" in log
+    # voc.keep_models: the asked-for run writes its network, which loads strictly.
+    kept = write_config(TEST_CONFIG, tmp_path / "kept.yaml", voc__external=external, voc__keep_models=True)
+    target = "results/voc/mine-alexnet/head/seed0/finetuned.pt"
+    assert dict(planned_jobs(workdir, kept, target)) == {"finetune_voc": 1}
+    snakemake(workdir, kept, "--cores", "1", target)
+    network = build_model("alexnet", 20, fc_width=64)
+    network.load_state_dict(torch.load(workdir / target, weights_only=True), strict=True)
+    trunk = torch.load(weights, weights_only=True)
+    for name in ("features.0.weight", "features.1.running_mean"):  # "head": the trunk stays as loaded
+        assert torch.equal(network.state_dict()[name], trunk[name]), name
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ import torch
 from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
 from PIL import Image
+from test_tables import records_of
 
 from soundsup import figures, tables
 from soundsup.figures import DPI, FigureError
 from soundsup.models import build_model, conv_layers
-from soundsup.tables import MODES, VOC_CLASSES
+from soundsup.names import MODES, VOC_CLASSES
 
 
 def assert_png(path, width_inches, height_inches):
@@ -43,7 +44,7 @@ def table_from_runs(root, seeds_of, rng) -> pd.DataFrame:
                 path, index=False
             )
             paths.append(path)
-    long = tables.collect_ap(tables.records_from_paths(paths))
+    long = tables.collect_ap(records_of(paths))
     return tables.build_table1(long, tables.load_published())
 
 
@@ -333,3 +334,29 @@ def test_pretext_curves(tmp_path):
     history.write_text("{not json\n")
     with pytest.raises(FigureError, match="line 1"):
         figures.read_history(history)
+
+
+def test_the_plot_results_adapter_plots_the_feature_the_rule_names(table1, tmp_path):
+    """A config with MFCC only: the rule names mfcc and the figure has its lines."""
+    from adapter_helpers import Job, run_adapter
+
+    mfcc_only = table1.loc[(table1["feature"] != "texture") | (table1["source"] != "measured")]
+    mfcc_only = mfcc_only.loc[mfcc_only["source"] == "measured"]
+    mfcc_only.to_csv(tmp_path / "table1.csv", index=False)
+    job = Job(
+        rule="plot_results",
+        input=Job(table1=str(tmp_path / "table1.csv")),
+        output=Job(map_vs_k=str(tmp_path / "map_vs_k.png"), features=str(tmp_path / "features.png")),
+        params=Job(feature="mfcc"),
+        log=[str(tmp_path / "plot.log")], wildcards=Job(), threads=1, config={},
+    )  # fmt: skip
+    run_adapter("plot_results", job)
+    assert_png(tmp_path / "map_vs_k.png", 7.5, 5.0)
+    assert (tmp_path / "features.png").stat().st_size > 2000
+    # mfcc's figure has its four sound lines (AlexNet and ResNet-18, head and all) beside the
+    # random baselines; texture's, which the adapter once drew whatever the config, has none.
+    written = pd.read_csv(tmp_path / "table1.csv")
+    mfcc_lines = figures.map_vs_k_figure(written, "mfcc").axes[0].get_lines()
+    texture_lines = figures.map_vs_k_figure(written, "texture").axes[0].get_lines()
+    assert len(mfcc_lines) >= len(texture_lines) + 4
+    assert all(len(set(line.get_ydata())) == 1 for line in texture_lines)  # only the flat baselines

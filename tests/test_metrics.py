@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from soundsup.metrics import UndefinedAPWarning, average_precision, average_precision_table, mean_ap
-from soundsup.voc import VOC_CLASSES
+from soundsup.names import VOC_CLASSES
 
 
 def devkit_voc07(labels, scores):

@@ -161,3 +161,49 @@ def test_backbone_files_load_with_the_three_lines_the_readme_gives(tmp_path):
         torch.testing.assert_close(model(x), features)  # the same features as the trained trunk
         alexnet.classifier[-1] = torch.nn.Identity()
         torch.testing.assert_close(trunk(x), alexnet(x))
+
+
+@pytest.mark.parametrize("source", ["backbone.pth", "torchvision", "model.pt", "DataParallel"])
+def test_load_trunk_takes_the_checkpoint_formats_users_have(tmp_path, source):
+    from soundsup.models import load_trunk, save_backbone
+
+    torch.manual_seed(1)
+    trained = build_model("resnet18", 8)
+    path = tmp_path / "weights.pth"
+    if source == "backbone.pth":
+        save_backbone(path, trained)
+    elif source == "torchvision":  # torchvision's file: every layer, its own 8-class fc
+        torch.save(trained.state_dict(), path)
+    elif source == "model.pt":
+        torch.save({"state_dict": trained.state_dict(), "arch": "resnet18"}, path)
+    else:
+        torch.save({f"module.{k}": v for k, v in trained.state_dict().items()}, path)
+    torch.manual_seed(2)
+    model = load_trunk(build_model("resnet18", 1000), path)
+    for key, value in trained.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(model.state_dict()[key], value), key
+    assert model.fc.out_features == 1000  # the output layer is the new network's
+
+
+def test_load_trunk_names_the_file_and_what_does_not_fit(tmp_path):
+    from soundsup.models import load_trunk, save_backbone
+
+    save_backbone(tmp_path / "alexnet.pth", build_model("alexnet", 8, fc_width=32))
+    with pytest.raises(
+        ValueError,
+        match=r"alexnet.pth: not the trunk of resnet18 \(torchvision\): missing bn1\.bias, bn1\.running_mean",
+    ):
+        load_trunk(build_model("resnet18", 1000), tmp_path / "alexnet.pth")
+    with pytest.raises(
+        ValueError, match=r"wrong shape classifier.1.weight \(32, 9216\) \(expected \(4096, 9216\)\)"
+    ):
+        load_trunk(build_model("alexnet", 1000, fc_width=4096), tmp_path / "alexnet.pth")
+    with pytest.raises(ValueError, match=r"unexpected features\.1\.bias"):  # batch norm in a plain AlexNet
+        load_trunk(build_model("alexnet", 1000, fc_width=32, variant="torchvision"), tmp_path / "alexnet.pth")
+    (tmp_path / "text.pth").write_text("not a torch file")
+    with pytest.raises(ValueError, match="text.pth: cannot be read as a torch state dict"):
+        load_trunk(build_model("resnet18", 1000), tmp_path / "text.pth")
+    torch.save({"epoch": 3}, tmp_path / "dict.pth")
+    with pytest.raises(ValueError, match="dict.pth: not a state dict"):
+        load_trunk(build_model("resnet18", 1000), tmp_path / "dict.pth")

@@ -4,6 +4,7 @@ variable-frame-rate clip, the downmix of any channel layout, shard assembly and 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from soundsup.download import DownloadConfig, download_shard
 from soundsup.ffmpeg import ffmpeg_binary
-from soundsup.pairs import PairConfig, PairError, extract_clip, extract_shard, pair_times
+from soundsup.pairs import PairConfig, PairError, _extract, extract_shard, pair_times
 
 FPS = 10
 CLIP_FLASHES = (2.5, 7.5)  # clip times of the white flashes and the beeps: the pair times of 10 s
@@ -22,6 +23,12 @@ VFR_TIMES = (
     *(round(10 + 0.1 * n, 2) for n in range(21)),
 )
 RATE = 20000
+
+
+def extract_clip(path, config, duration):
+    """Frames, audio windows and frame times of one clip, as extract_shard cuts them."""
+    frames, audio, times, _ = _extract(Path(path), config, float(duration))
+    return frames, audio, times
 
 
 def encode(path, video: str, audio: str | None) -> None:
@@ -270,7 +277,9 @@ def test_extract_shard_keeps_index_and_arrays_in_line(videos, tmp_path):
         "missingclip": "missing",
     }
     # Row k of the arrays is pair k: recompute one clip alone and compare.
-    alone_frames, alone_audio, times = extract_clip(manifest["path"].iloc[1], config)
+    alone_frames, alone_audio, times = extract_clip(
+        manifest["path"].iloc[1], config, duration=manifest["seconds"].iloc[1]
+    )
     assert times == [3.0]
     np.testing.assert_array_equal(alone_frames[0], frames[2])
     np.testing.assert_array_equal(alone_audio[0], audio[2])

@@ -26,7 +26,6 @@ from soundsup.augment import (
     color_jitter,
     normalize,
     random_resized_crop_flip,
-    random_square_crops,
 )
 from soundsup.models import WriteError, load_model
 from soundsup.pretext import (
@@ -120,27 +119,6 @@ def test_normalize_matches_torchvision():
     x = torch.rand(4, 3, 5, 5)
     reference = v2.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))(x)
     torch.testing.assert_close(normalize(x), reference)
-
-
-def test_random_square_crops_mixed_shapes_keep_order_and_scale():
-    shapes = [(50, 70), (64, 64), (50, 70), (90, 40), (64, 64)]
-    images = [torch.full((h, w, 3), 10 * i, dtype=torch.uint8) for i, (h, w) in enumerate(shapes)]
-    crops = random_square_crops(images, 32, 0.5, 2.0, torch.Generator().manual_seed(0))
-    assert crops.shape == (5, 3, 32, 32)
-    for i in range(5):
-        torch.testing.assert_close(crops[i], torch.full((3, 32, 32), 10 * i / 255), rtol=0, atol=1e-6)
-
-    ramps = ramp_images(64, 128, 128)
-    for scale in (1.0, 2.0):  # side = 32 * scale source pixels over 32 output pixels
-        crops = random_square_crops(ramps, 32, scale, scale, torch.Generator().manual_seed(2))
-        span = (crops[:, 0, 0, -1] - crops[:, 0, 0, 0]).abs() * 255
-        torch.testing.assert_close(span, torch.full((64,), 31 * scale), rtol=0, atol=1e-3)
-
-    small = [torch.zeros((20, 30, 3), dtype=torch.uint8)]  # smaller than scale_low * size
-    assert random_square_crops(small, 32, 0.8, 2.0, torch.Generator()).shape == (1, 3, 32, 32)
-
-
-# --- split -----------------------------------------------------------------------------
 
 
 def test_split_by_group_keeps_videos_together_and_is_seeded():

@@ -15,8 +15,9 @@ import yaml
 from PIL import Image
 
 from soundsup.ffmpeg import ffmpeg_binary
+from soundsup.names import VOC_CLASSES
 from soundsup.synthetic import SyntheticConfig, make_world
-from soundsup.synthetic_scenes import SCENES, VOC_CLASSES, render_scene_image, synthesize_scene_audio
+from soundsup.synthetic_scenes import SCENES, render_scene_image, synthesize_scene_audio
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = SyntheticConfig(

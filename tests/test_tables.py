@@ -18,6 +18,12 @@ PAPER_TABLES = Path(__file__).parent / "data" / "paper_tables.txt"
 PUBLISHED_MD = Path(tables.__file__).parent / "data" / "PUBLISHED.md"
 
 
+def records_of(paths):
+    """The (model, mode, seed, path) records of AP files written under {model}/{mode}/seed{seed}/
+    (the rule tabulate_ap gets them as params; tests lay their files out the same way)."""
+    return [(Path(p).parts[-4], Path(p).parts[-3], int(Path(p).parts[-2][4:]), p) for p in paths]
+
+
 def write_ap(root, model, mode, seed, ap, ap_voc07=None, meta=None):
     """Write ``root/model/mode/seed{seed}/ap.csv`` with per-class AP ``ap`` (scalar or 20 values)."""
     path = root / model / mode / f"seed{seed}" / "ap.csv"
@@ -62,7 +68,7 @@ def runs(tmp_path):
         write_ap(tmp_path, "texture-k10-resnet18", "head", 0, 0.40),
         write_ap(tmp_path, "texture-k10-alexnet", "head", 0, 0.52),
     ]
-    return tables.records_from_paths(paths)
+    return records_of(paths)
 
 
 def test_parse_model_name():
@@ -312,15 +318,13 @@ def test_bad_inputs_are_named(tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(TableError, match="devkit order"):
         tables.collect_ap([("texture-k5-alexnet", "head", 0, path)])
-    with pytest.raises(TableError, match="not an AP file path"):
-        tables.records_from_paths([tmp_path / "ap.csv"])
 
 
 def test_undefined_class_ap_is_left_out_of_the_mean(tmp_path):
     values = np.full(20, 0.5)
     values[0] = np.nan
     path = write_ap(tmp_path, "random-resnet18", "all", 0, values)
-    table = tables.build_table1(tables.collect_ap(tables.records_from_paths([path])), None)
+    table = tables.build_table1(tables.collect_ap(records_of([path])), None)
     assert table.loc[0, "all_map"] == pytest.approx(50.0)
 
 
@@ -361,7 +365,9 @@ def test_clustering_backend_reaches_table1(runs, tmp_path):
     for feature, k, backend in (("texture", 5, "faiss"), ("mfcc", 5, "sklearn"), ("texture", 10, "faiss")):
         path = tmp_path / "clusters" / feature / f"k{k}" / "summary.json"
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps({"k": k, "backend": backend, "backend_version": "1.2.3"}))
+        path.write_text(
+            json.dumps({"feature": feature, "k": k, "backend": backend, "backend_version": "1.2.3"})
+        )
         summaries.append(path)
     table = tables.build_table1(tables.collect_ap(runs, summaries), None).set_index("model")
     assert table.loc["texture-k5-alexnet", "cluster_backend"] == "faiss 1.2.3"
@@ -372,7 +378,8 @@ def test_clustering_backend_reaches_table1(runs, tmp_path):
     summaries[0].write_text("{not json")
     with pytest.raises(TableError, match=r"texture/k5/summary.json: not valid JSON"):
         tables.collect_ap(runs, summaries)
-    with pytest.raises(TableError, match="not a clustering summary path"):
+    (tmp_path / "summary.json").write_text(json.dumps({"k": 5, "backend": "faiss"}))
+    with pytest.raises(TableError, match="summary.json: a clustering summary names its 'feature'"):
         tables.collect_ap(runs, [tmp_path / "summary.json"])
     with pytest.raises(FileNotFoundError, match="k7/summary.json"):
         tables.collect_ap(runs, [tmp_path / "clusters" / "texture" / "k7" / "summary.json"])
@@ -386,12 +393,12 @@ def test_ap_a_rounding_step_above_one_is_clipped_not_refused(tmp_path):
     path = write_ap(
         tmp_path, "random-alexnet", "all", 0, values, ap_voc07=np.minimum(values + 0.5, 1.0000000000000002)
     )
-    long = tables.collect_ap(tables.records_from_paths([path]))
+    long = tables.collect_ap(records_of([path]))
     assert long["ap"].max() == 1.0 and long["ap_voc07"].max() == 1.0
     values[3] = 1.001
     path = write_ap(tmp_path, "random-alexnet", "all", 0, values)
     with pytest.raises(TableError, match=r"row 5 \(boat\): ap=1.001 not in \[0, 1\]"):
-        tables.collect_ap(tables.records_from_paths([path]))
+        tables.collect_ap(records_of([path]))
 
 
 def test_no_measured_runs_leaves_the_published_rows():
@@ -399,3 +406,35 @@ def test_no_measured_runs_leaves_the_published_rows():
     table = tables.build_table1(long, tables.load_published())
     assert set(table["source"]) == {"published"} and list(table.columns) == list(tables.TABLE1_COLUMNS)
     assert list(tables.build_table2(long, tables.load_published())["source"]) == ["published"] * 11
+
+
+def test_the_tabulate_ap_adapter_is_one_call_naming_each_run(tmp_path):
+    """The rule's adapter with a stand-in job: runs come as params, not from the paths."""
+    from adapter_helpers import Job, run_adapter
+
+    # Files laid out under names that say nothing: the params name the runs.
+    first = write_ap(tmp_path / "a", "x", "y", 0, 0.5, meta={"git_commit": "c0"})
+    second = write_ap(tmp_path / "b", "x", "y", 0, 0.25)
+    dataset = tmp_path / "dataset.csv"
+    pd.DataFrame({"shard": ["0", "1", "total"], "skipped": [0, 1, 1]}).to_csv(dataset, index=False)
+    published = str(tables.published_path())
+    runs = [["texture-k4-resnet18", "head", 0], ["mine-resnet18", "all", 0]]
+    job = Job(
+        rule="tabulate_ap",
+        input=Job(ap=[str(first), str(second)], clusters=[], published=published, dataset=str(dataset)),
+        output=Job(table1=str(tmp_path / "table1.csv"), table2=str(tmp_path / "table2.csv")),
+        params=Job(runs=runs, modes=["head", "all"]),
+        log=[str(tmp_path / "tabulate.log")], wildcards=Job(), threads=1, config={},
+    )  # fmt: skip
+    run_adapter("tabulate_ap", job)
+    table1 = pd.read_csv(tmp_path / "table1.csv").set_index("model")
+    assert table1.loc["texture-k4-resnet18", "head_map"] == pytest.approx(50.0)
+    assert table1.loc["texture-k4-resnet18", "git_commit"] == "c0"
+    assert table1.loc["texture-k4-resnet18", "skipped_shards"] == "1 of 2 (shard 1)"
+    assert table1.loc["mine-resnet18", "init"] == "external" and table1.loc[
+        "mine-resnet18", "all_map"
+    ] == pytest.approx(25.0)
+    assert pd.isna(table1.loc["mine-resnet18", "skipped_shards"])
+    job["params"]["runs"] = job["params"]["runs"][:1]
+    with pytest.raises(TableError, match="1 runs named for 2 AP files"):
+        run_adapter("tabulate_ap", job)

@@ -14,7 +14,6 @@ from soundsup.texture import (
     constq_cos_filters,
     erb_cos_filters,
     freq_to_erb,
-    is_silent,
     octave_resample_kernel,
     resample_octave,
     stat_blocks,
@@ -184,13 +183,15 @@ def test_normalised_statistics_ignore_gain_while_mean_and_loudness_scale_as_gain
         np.testing.assert_allclose(block(loud, name), 20.0**0.3 * block(quiet, name), rtol=1e-9)
 
 
-def test_silence_gives_zeros_and_is_flagged():
+def test_silence_gives_zeros_and_is_flagged_by_the_one_rule_of_silence():
+    from soundsup.silence import silent_windows
+
     silence = np.zeros(N_SAMPLES)
     for stats in (texture_stats(silence, RATE), texture_stats_reference(silence, RATE)):
         assert stats.shape == (502,) and np.all(stats == 0)
-        assert is_silent(stats)
-    flags = is_silent(texture_stats_batch(np.stack([silence, pink_noise(np.random.default_rng(1))]), RATE))
-    assert flags.tolist() == [True, False]
+    windows = np.stack([silence, pink_noise(np.random.default_rng(1))])
+    assert np.all(texture_stats_batch(windows, RATE)[0] == 0)
+    assert silent_windows(windows, 1e-4).tolist() == [True, False]
 
 
 def test_empty_bands_give_zeros_not_nan():

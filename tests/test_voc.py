@@ -7,17 +7,16 @@ import tarfile
 import numpy as np
 import pytest
 from PIL import Image
+from voc_annotations import labels_from_annotations, read_annotation
 
 from soundsup.voc import (
     VOC_CLASSES,
     VOCFormatError,
     check_known_md5,
     file_md5,
-    labels_from_annotations,
     load_images,
     load_packed_images,
     pack_images,
-    read_annotation,
     read_labels,
     unpack_voc,
 )

@@ -31,6 +31,7 @@ def main(snakemake) -> None:
         device=pick_device(snakemake.config["device"]),
         n_threads=snakemake.threads,
         tensorboard_dir=Path(snakemake.output.ap).parent / "tensorboard",  # when tensorboard is installed
+        finetuned_path=getattr(snakemake.output, "finetuned", None),  # voc.keep_models
     )
 
 

@@ -1,16 +1,17 @@
-"""Adapter of rule plot_results: table1 -> mAP vs k, and texture vs MFCC."""
+"""Adapter of rule plot_results: table1 -> mAP vs k (of one feature), and texture vs MFCC."""
 
 from _common import run
 
 
 def main(snakemake) -> None:
-    import pandas as pd
+    from soundsup.figures import plot_results
 
-    from soundsup.figures import plot_feature_comparison, plot_map_vs_k
-
-    table1 = pd.read_csv(snakemake.input.table1)
-    plot_map_vs_k(table1, snakemake.output.map_vs_k, feature="texture")
-    plot_feature_comparison(table1, snakemake.output.features)
+    plot_results(
+        snakemake.input.table1,
+        map_vs_k_path=snakemake.output.map_vs_k,
+        features_path=snakemake.output.features,
+        feature=snakemake.params.feature,
+    )
 
 
 run(main, snakemake)  # noqa: F821
