@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
-from soundsup.names import MIN_INPUT_SIZE, ModelName, external_problem, model_names  # noqa: F401
+from soundsup.names import MIN_INPUT_SIZE, external_problem, sound_model_names
 
 
 class ConfigError(ValueError):
@@ -451,8 +451,7 @@ def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = N
         problems.append(
             f"figures.montage_k={figures['montage_k']} is not in clusters.k {config['clusters']['k']}"
         )
-    own_models = model_names({**config, "voc": {**config["voc"], "external": {}}})
-    sound_models = [name for name in own_models if ModelName.parse(name).init == "sound"]
+    sound_models = sound_model_names(config)
     if figures["activation_model"] not in sound_models:
         problems.append(
             f"figures.activation_model={figures['activation_model']!r} is not one of {sound_models}"

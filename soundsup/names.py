@@ -94,16 +94,21 @@ def external_problem(name: str) -> str | None:
     return None
 
 
+def sound_model_names(config: Mapping[str, Any]) -> list[str]:
+    """The pretext models of a config: ``{feature}-k{k}-{arch}`` for every feature, k and arch."""
+    return [
+        str(ModelName("sound", arch, feature=feature, k=k))
+        for feature in config["features"]["names"]
+        for k in config["clusters"]["k"]
+        for arch in config["pretext"]["arch"]
+    ]
+
+
 def model_names(config: Mapping[str, Any]) -> list[str]:
     """Every model that the VOC stage evaluates: sound models, then baselines, then outside
     checkpoints. ``imagenet-{arch}`` only where ImageNet weights are configured for ``arch``."""
     archs = config["pretext"]["arch"]
-    names = [
-        str(ModelName("sound", arch, feature=feature, k=k))
-        for feature in config["features"]["names"]
-        for k in config["clusters"]["k"]
-        for arch in archs
-    ]
+    names = sound_model_names(config)
     baselines = config["voc"]["baselines"]
     if "random" in baselines:
         names += [f"random-{arch}" for arch in archs]

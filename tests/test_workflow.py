@@ -40,8 +40,9 @@ def test_frozen_evaluations_cover_every_model_and_layer(tmp_path):
     assert jobs["extract_frozen_features"] == 32 and jobs["score_knn"] == 32
     assert jobs["train_svm"] == 16 * 8 + 16 * 4 and jobs["train_lowshot_svm"] == 32 * 2
     assert jobs["fetch_imagenet_weights"] == 2 and "finetune_voc" not in jobs
+    # the demo: two SVM layers per architecture
     demo = planned_jobs(tmp_path, REPO / "configs" / "demo.yaml")
-    assert demo["extract_frozen_features"] == 10 and demo["train_svm"] == 5 * 4 + 5 * 4
+    assert demo["extract_frozen_features"] == 10 and demo["train_svm"] == 5 * 2 + 5 * 2
     assert demo["train_lowshot_svm"] == 10 and demo["tabulate_frozen"] == 1 and demo["plot_frozen"] == 1
 
 
