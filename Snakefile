@@ -29,4 +29,5 @@ rule all:
         FIGURES,
         FROZEN_TABLES,
         FROZEN_FIGURES,
+        kept_voc_models(),
         "results/dataset.csv",

@@ -250,7 +250,8 @@ def backbone_weights(wildcards):
     return []
 
 
-# A fine-tuned network is an output only where voc.keep_models asks for it.
+# A fine-tuned network is an output only where voc.keep_models asks for it, and then a target
+# of the default run too (Snakemake redoes a finished job only for a missing file it was asked for).
 KEPT_VOC_MODEL = (
     {"finetuned": "results/voc/{model}/{mode}/seed{seed}/finetuned.pt"}
     if config["voc"]["keep_models"]
@@ -261,6 +262,13 @@ KEPT_VOC_MODEL = (
 # Every fine-tuning run (model, mode, seed), in the order of ap_files: tabulate_ap gets them as
 # params beside the files, so no name is parsed back out of a path.
 RUNS = [[model, mode, seed] for model in MODELS for mode in MODES for seed in SEEDS]
+
+
+def kept_voc_models():
+    """Every run's finetuned.pt where voc.keep_models is on (else nothing)."""
+    if not KEPT_VOC_MODEL:
+        return []
+    return [f"results/voc/{model}/{mode}/seed{seed}/finetuned.pt" for model, mode, seed in RUNS]
 
 
 def ap_files(wildcards=None, suffix=""):

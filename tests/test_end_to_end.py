@@ -385,7 +385,7 @@ def test_an_outside_checkpoint_is_evaluated_under_its_own_name(finished_run, tmp
     assert "mine-alexnet" in set(pd.read_csv(workdir / "results" / "svm_layers.csv")["model"])
     # The network in the file is the one that was fine-tuned: its trunk started from the file.
     meta = json.loads((workdir / "results/voc/mine-alexnet/head/seed0/ap.csv.meta.json").read_text())
-    assert meta["backbone"] == {"init": "external", "arch": "alexnet", "weights": str(weights),
+    assert meta["config"]["backbone"] == {"init": "external", "arch": "alexnet", "weights": str(weights),
                                 "variant": "batchnorm", "fc_width": 64}  # fmt: skip
     # A checkpoint of another architecture stops the job with the file named.
     wrong = write_config(
