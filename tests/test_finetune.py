@@ -187,7 +187,9 @@ def test_seeded_runs_are_identical_on_cpu(data):
 def test_the_batched_crops_train_like_the_loop(data):
     """The two crop implementations differ by float rounding only: after 6 SGD steps the test
     scores of both agree to a small fraction of their spread (in fp32: under bf16 autocast a
-    rounding flip of the input shows as one bf16 step, 2^-8, of a logit)."""
+    rounding flip of the input shows as one bf16 step, 2^-8, of a logit). The rounding grows
+    over the steps by how the CPU's kernels sum: within 1e-4 of the spread on the AMD CPUs it was
+    written on, 2.5e-4 on an AMX Xeon, so the bound is 1e-3 of the spread."""
     train_images, train_labels, test_images, _ = data
     config = dataclasses.replace(TINY, iterations=6, log_every=3, precision="fp32")
     loop, batched = (
@@ -196,7 +198,7 @@ def test_the_batched_crops_train_like_the_loop(data):
         )
         for m in ("loop", "batched")
     )
-    np.testing.assert_allclose(loop[0], batched[0], atol=1e-4 * np.ptp(loop[0]))
+    np.testing.assert_allclose(loop[0], batched[0], atol=1e-3 * np.ptp(loop[0]))
 
 
 def test_resnet_head_mode_keeps_batch_norm_statistics(data):
