@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from httpserver import MediaServer  # noqa: E402
 
 from soundsup.audioset import MUSIC, SPEECH, SelectConfig, exclusively_under, read_segments, select_segments  # noqa: E402
-from soundsup.download import DownloadConfig, download_shard, record_path  # noqa: E402
+from soundsup.clips import record_path  # noqa: E402
+from soundsup.download import DownloadConfig, download_shard  # noqa: E402
 from soundsup.ffmpeg import ffmpeg_binary, ffmpeg_on_path  # noqa: E402
 from soundsup.pairs import ON_SCREEN, PairConfig, extract_shard, pair_times  # noqa: E402
 

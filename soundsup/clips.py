@@ -38,7 +38,7 @@ HASH_CHUNK_BYTES = 1 << 20
 
 
 class ClipFailure(Exception):
-    """One clip could not be obtained; ``reason`` is one of :data:`soundsup.download.REASONS`."""
+    """One clip could not be obtained; ``reason`` is one of :data:`soundsup.failures.REASONS`."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")

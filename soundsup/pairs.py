@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soundsup.download import DURATION_TOLERANCE_S, probe_clip
+from soundsup.clips import DURATION_TOLERANCE_S, probe_clip
 from soundsup.ffmpeg import ffmpeg_binary
 from soundsup.silence import silent_windows, window_rms
 

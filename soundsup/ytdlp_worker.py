@@ -1,4 +1,4 @@
-"""A yt-dlp worker process: fetches one section at a time for :mod:`soundsup.download`.
+"""A yt-dlp worker process: fetches one section at a time for :mod:`soundsup.fetchers`.
 
 Run as a script (``python ytdlp_worker.py``) by the downloader, one process per download
 thread, in a session of its own so that the downloader can kill it together with the ffmpeg

@@ -21,26 +21,26 @@ from adapter_helpers import Job, rule_params_of, run_adapter, workflow_config
 from diskfull import fill, small_disk
 from httpserver import MediaServer
 
-from soundsup.download import (
-    MANIFEST_COLUMNS,
-    REASONS,
+from soundsup.clips import (
     DamagedClipsError,
-    DownloadConfig,
-    DownloadFailureError,
-    OutputWriteError,
-    check_failures,
-    classify_error,
     clip_path,
-    dataset_summary,
-    download_shard,
     file_sha256,
     probe_clip,
     record_path,
     verify_manifest_clips,
-    ytdlp_options,
 )
+from soundsup.dataset_report import dataset_summary
+from soundsup.download import (
+    MANIFEST_COLUMNS,
+    DownloadConfig,
+    DownloadFailureError,
+    check_failures,
+    download_shard,
+)
+from soundsup.failures import REASONS, classify_error
+from soundsup.fetchers import ytdlp_options
 from soundsup.ffmpeg import ffmpeg_binary
-from soundsup.io import write_parquet
+from soundsup.io import OutputWriteError, write_parquet
 from soundsup.pairs import PairConfig, extract_shard
 
 REPO = Path(__file__).resolve().parent.parent

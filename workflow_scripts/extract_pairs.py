@@ -8,7 +8,8 @@ from _common import run
 def main(snakemake) -> None:
     import pandas as pd
 
-    from soundsup.download import shard_was_skipped, verify_manifest_clips
+    from soundsup.clips import verify_manifest_clips
+    from soundsup.download import shard_was_skipped
     from soundsup.io import save_npy, write_meta, write_parquet
     from soundsup.pairs import PairConfig, extract_shard
 

@@ -6,7 +6,7 @@ from _common import run
 def main(snakemake) -> None:
     import pandas as pd
 
-    from soundsup.download import dataset_summary
+    from soundsup.dataset_report import dataset_summary
     from soundsup.io import write_text
 
     selection = pd.read_parquet(snakemake.input.selection)
