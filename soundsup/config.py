@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
-from soundsup.names import MIN_INPUT_SIZE, external_problem, sound_model_names
+from soundsup.names import MIN_INPUT_SIZE, TEXTURE_SAMPLE_RATE, external_problem, sound_model_names
 
 
 class ConfigError(ValueError):
@@ -442,6 +442,35 @@ def _check_external(external: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _check_sample_rates(config: Mapping[str, Any]) -> list[str]:
+    """One audio stream, three rates: the source's (synthetic world), the windows'
+    (``pairs.sample_rate``) and each feature's analysis rate (texture: 20 kHz; MFCC:
+    ``features.mfcc.sample_rate``). A rate above the one it is resampled from only adds empty
+    bands, and a band above a Nyquist frequency is empty."""
+    problems = []
+    window_rate, names = config["pairs"]["sample_rate"], config["features"]["names"]
+    if config["world"] == "synthetic" and config["synthetic"]["audio_sample_rate"] < window_rate:
+        problems.append(
+            f"pairs.sample_rate={window_rate} is above synthetic.audio_sample_rate="
+            f"{config['synthetic']['audio_sample_rate']}: the windows would be upsampled"
+        )
+    high_hz = config["features"]["texture"]["high_hz"]
+    nyquist = min(window_rate, TEXTURE_SAMPLE_RATE) / 2
+    if "texture" in names and high_hz > nyquist:
+        problems.append(
+            f"features.texture.high_hz={high_hz:g} is above {nyquist:g} Hz, the Nyquist frequency of "
+            f"the audio the texture statistics see (pairs.sample_rate={window_rate}, resampled to "
+            f"{TEXTURE_SAMPLE_RATE})"
+        )
+    mfcc_rate = config["features"]["mfcc"]["sample_rate"]
+    if "mfcc" in names and mfcc_rate > window_rate:
+        problems.append(
+            f"features.mfcc.sample_rate={mfcc_rate} is above pairs.sample_rate={window_rate}: the "
+            "windows would be upsampled and the top mel bands left empty"
+        )
+    return problems
+
+
 def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = None) -> None:
     figures = config["figures"]
     problems = list(problems or [])
@@ -464,8 +493,7 @@ def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = N
         problems.append(
             f"download.rate_limit={download['rate_limit']!r} is not a positive byte rate like '2M' or '500K'"
         )
-    if config["features"]["texture"]["high_hz"] > config["pairs"]["sample_rate"] / 2:
-        problems.append("features.texture.high_hz is above the Nyquist frequency of pairs.sample_rate")
+    problems += _check_sample_rates(config)
     voc = config["voc"]
     if voc["scale_low"] > voc["scale_high"]:
         problems.append(f"voc.scale_low={voc['scale_low']} is above voc.scale_high={voc['scale_high']}")

@@ -27,14 +27,13 @@ from matplotlib.ticker import MaxNLocator
 from torch import nn
 from torch.nn import functional
 
+from soundsup.augment import normalize
 from soundsup.io import atomic_path
 from soundsup.names import ARCHS, FEATURES, MODES
 
 log = logging.getLogger(__name__)
 
 DPI = 120
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _COLORS = {("alexnet", "head"): "tab:blue", ("alexnet", "all"): "tab:orange",
            ("resnet18", "head"): "tab:green", ("resnet18", "all"): "tab:red"}  # fmt: skip
 _FEATURE_COLORS = {"texture": "tab:purple", "mfcc": "tab:olive"}
@@ -358,9 +357,7 @@ def to_model_input(frames_uint8: np.ndarray, size: int) -> torch.Tensor:
         images = functional.interpolate(
             images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images - mean) / std
+    return normalize(images)
 
 
 class FrameInputs:

@@ -29,6 +29,9 @@ INITS: tuple[str, ...] = ("sound", *BASELINES, "external")
 # the smallest square input each architecture accepts: below 63 px AlexNet's pool5 map vanishes
 # (conv1 11x11/4 pad 2, three 3x3/2 max-pools); tests/test_config.py checks it on the network
 MIN_INPUT_SIZE: dict[str, int] = {"alexnet": 63, "resnet18": 1}
+# the rate (Hz) of McDermott & Simoncelli's texture statistics: the audio windows (at
+# pairs.sample_rate) are resampled to it, so their filterbank ends at its Nyquist frequency
+TEXTURE_SAMPLE_RATE = 20000
 
 _EXTERNAL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = frozenset((*FEATURES, *BASELINES, "sound", "external"))

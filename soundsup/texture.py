@@ -42,9 +42,11 @@ import scipy.fft
 import scipy.signal
 import torch
 
+from soundsup.names import TEXTURE_SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-AUDIO_RATE = 20000
+AUDIO_RATE = TEXTURE_SAMPLE_RATE
 """Sample rate (Hz) at which the statistics are defined; other rates are resampled to it."""
 
 STAT_BLOCKS: dict[str, slice] = {

@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from soundsup.augment import IMAGENET_MEAN, IMAGENET_STD
+
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 METHODS = ("auto", "loop", "batched")
 
 
@@ -168,6 +168,8 @@ class CropCutter:
         self.crop_size, self.scale_low, self.scale_high = crop_size, scale_low, scale_high
         self.device = device
         self.method = ("batched" if device.type == "cuda" else "loop") if method == "auto" else method
+        # In place, in the order of the per-image transform ((x / 255 - mean) / std), which the
+        # loop reproduces bit for bit; augment.normalize fuses it into one addcmul instead.
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         self._images: list[Tensor] = []  # per-image views for the loop, made once

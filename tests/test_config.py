@@ -95,6 +95,29 @@ def test_figure_choices_must_exist_in_the_dag():
         validate_config(config, SCHEMA)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        # the texture statistics run at 20 kHz whatever the windows' rate: 10 kHz is their ceiling
+        ("features.texture", "high_hz", 12000.0, r"high_hz=12000 is above 10000 Hz.*resampled to 20000"),
+        ("pairs", "sample_rate", 16000, r"high_hz=10000 is above 8000 Hz.*pairs\.sample_rate=16000"),
+        ("features.mfcc", "sample_rate", 24000, r"mfcc\.sample_rate=24000 is above pairs\.sample_rate=20000"),
+        ("synthetic", "audio_sample_rate", 16000, r"above synthetic\.audio_sample_rate=16000: .*upsampled"),
+    ],
+)
+def test_each_rate_of_the_audio_stream_is_checked_against_the_one_it_comes_from(section, key, value, message):
+    config = load("configs/test.yaml")
+    node = config
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node[key] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, SCHEMA)
+    if section == "features.mfcc":  # a feature the config does not compute is not checked
+        config["features"]["names"] = ["texture"]
+        validate_config(config, SCHEMA)
+
+
 def test_synthetic_world_needs_the_local_source():
     config = load("configs/test.yaml")
     config["download"]["source"] = "youtube"

@@ -14,6 +14,7 @@ from PIL import Image
 from test_tables import records_of
 
 from soundsup import figures, tables
+from soundsup.augment import IMAGENET_MEAN, IMAGENET_STD
 from soundsup.figures import DPI, FigureError
 from soundsup.models import build_model, conv_layers
 from soundsup.names import MODES, VOC_CLASSES
@@ -218,7 +219,7 @@ def test_to_model_input():
     frames = np.full((2, 16, 16, 3), 255, dtype=np.uint8)
     images = figures.to_model_input(frames, 24)
     assert images.shape == (2, 3, 24, 24) and images.dtype == torch.float32
-    expected = (1 - torch.tensor(figures.IMAGENET_MEAN)) / torch.tensor(figures.IMAGENET_STD)
+    expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(images[0, :, 5, 5], expected)
 
 
