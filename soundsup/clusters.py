@@ -364,3 +364,60 @@ def weighted_nmi(clusters: np.ndarray, labels: Sequence[str], weights: np.ndarra
     if normaliser <= 0:
         return 1.0
     return float(max(0.0, mutual / normaliser))
+
+
+def cluster_job(
+    *,
+    feature_paths: Sequence[str | os.PathLike[str]],
+    id_paths: Sequence[str | os.PathLike[str]],
+    index_paths: Sequence[str | os.PathLike[str]],
+    feature: str,
+    n_clusters: int,
+    config: ClusterConfig,
+    config_slice: dict,
+    seed: int,
+    labels_path: str | os.PathLike[str],
+    centroids_path: str | os.PathLike[str],
+    summary_path: str | os.PathLike[str],
+) -> ClusterResult:
+    """Rule ``cluster_kmeans``: every shard's features of one kind -> ``n_clusters`` clusters.
+
+    The features of the shards are read into one preallocated array (no second copy); their
+    ids must be, row for row, the pairs of the shards' indices (:class:`soundsup.shards.ShardError`
+    naming the files otherwise). Silent windows take no part and get cluster -1. Writes the
+    labels (``pair_id``, ``cluster``) with their provenance, the centroids and the summary.
+    """
+    import pandas as pd
+
+    from soundsup.io import save_npy, write_json, write_meta, write_parquet
+    from soundsup.shards import ShardError, concatenate_npy, read_pair_indices
+
+    features = concatenate_npy(feature_paths)
+    ids = read_pair_indices(id_paths)
+    pairs = read_pair_indices(index_paths)
+    if len(ids) != len(features) or not ids["pair_id"].equals(pairs["pair_id"]):
+        raise ShardError(
+            f"the feature ids ({len(ids)} rows, {len(features)} feature rows) do not line up with the "
+            f"pair indices ({len(pairs)} rows) of {', '.join(map(str, index_paths))}; rerun the feature rules"
+        )
+    result = cluster_features(
+        features,
+        keep=~ids["silent"].to_numpy(),
+        n_clusters=n_clusters,
+        config=config,
+        seed=seed,
+        label_sets=pairs["labels"].tolist(),
+    )
+    summary = {"feature": feature, "n_pairs": len(ids), **result.summary}
+    log.info("k=%d: %s", n_clusters, summary)
+    write_parquet(labels_path, pd.DataFrame({"pair_id": ids["pair_id"], "cluster": result.labels}))
+    save_npy(centroids_path, result.centroids)
+    write_json(summary_path, summary)
+    write_meta(
+        labels_path,
+        {**config_slice, "k": n_clusters},
+        seed=seed,
+        backend=summary["backend"],  # the one that ran ('auto' in the config resolves to it)
+        backend_version=summary["backend_version"],
+    )
+    return result

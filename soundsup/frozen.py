@@ -203,3 +203,52 @@ def extract_features(
         time.perf_counter() - started,
     )  # fmt: skip
     return features
+
+
+def extract_frozen_job(
+    *,
+    backbone: dict,
+    model_path: str | Path | None,
+    voc_root: str | Path,
+    crop_size: int,
+    config: FeatureConfig,
+    device: torch.device,
+    n_threads: int,
+    seed: int,
+    trainval_path: str | Path,
+    test_path: str | Path,
+    config_slice: dict,
+    model_name: str,
+) -> None:
+    """Rule ``extract_frozen_features``: the features of one model at every layer, for VOC
+    trainval (``trainval_path``) and test (``test_path``), with the provenance beside trainval.
+
+    ``backbone`` is the model's spec (:func:`soundsup.finetune.backbone_from_spec`);
+    ``seed`` seeds every generator first, so that the random baseline is the network that
+    fine-tuning's seed 0 starts from.
+    """
+    from soundsup.device import seed_everything
+    from soundsup.finetune import backbone_from_spec
+    from soundsup.io import write_meta
+    from soundsup.svm import save_features
+    from soundsup.voc import read_labels
+
+    seed_everything(seed)
+    model = backbone_from_spec(backbone, model_path)
+    dims: dict[str, int] = {}
+    for split, path in (("trainval", trainval_path), ("test", test_path)):
+        ids, _ = read_labels(voc_root, split)
+        features = extract_features(
+            model, backbone["arch"], voc_root, ids, crop_size, config, device, n_threads
+        )
+        save_features(path, ids, features)
+        dims = {layer: int(values.shape[1]) for layer, values in features.items()}
+        log.info("%s: %d images -> %s", split, len(ids), path)
+    write_meta(
+        trainval_path,
+        {"svm": config_slice, "backbone": backbone, "crop_size": crop_size},
+        seed=seed,
+        model=model_name,
+        dims=dims,
+        device=str(device),
+    )

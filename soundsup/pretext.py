@@ -33,6 +33,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -557,3 +558,59 @@ def _final_metrics(history: list[dict], n_train: int, n_val: int, stopped: bool)
         "total_seconds": seconds,
         "stopped_early": stopped,
     }
+
+
+def train_pretext_job(
+    *,
+    labels_path: str | Path,
+    index_paths: Sequence[str | Path],
+    frame_paths: Sequence[str | Path],
+    feature: str,
+    arch: str,
+    n_clusters: int,
+    config: PretextConfig,
+    config_slice: dict,
+    seed: int,
+    device: torch.device,
+    model_path: str | Path,
+    history_path: str | Path,
+    checkpoint_path: str | Path,
+    backbone_path: str | Path,
+) -> dict:
+    """Rule ``train_pretext``: the frames of every shard and their sound clusters -> a network
+    that predicts them (:func:`train_pretext`), named ``{feature}-k{n_clusters}-{arch}``.
+
+    The frames that have a cluster are read once, into one array (:func:`soundsup.shards.load_pretext_data`,
+    which checks that labels, indices and frames line up); glibc keeps freed blocks for the
+    step's re-allocations. TensorBoard events go beside the history when tensorboard is installed.
+    """
+    from soundsup.device import retain_freed_host_memory
+    from soundsup.names import ModelName
+    from soundsup.shards import load_pretext_data
+
+    retain_freed_host_memory()  # training re-allocates the same big buffers every step
+    data = load_pretext_data(labels_path, index_paths, frame_paths)
+    log.info("%d of %d frames have a sound cluster; device %s", len(data.frames), data.n_pairs, device)
+    return train_pretext(
+        data.frames,
+        data.targets,
+        data.groups,
+        arch=arch,
+        n_classes=n_clusters,
+        config=config,
+        seed=seed,
+        device=device,
+        model_path=model_path,
+        history_path=history_path,
+        checkpoint_path=checkpoint_path,
+        backbone_path=backbone_path,
+        meta={
+            "config_slice": {**config_slice, "arch": arch, "k": n_clusters},
+            "seed": seed,
+            "feature": feature,
+            "n_pretext_pairs": len(data.frames),
+            "device": str(device),
+        },
+        job_name=str(ModelName(arch=arch, init="sound", feature=feature, k=n_clusters)),
+        tensorboard_dir=Path(history_path).parent / "tensorboard",
+    )

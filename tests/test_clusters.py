@@ -279,3 +279,81 @@ def test_bad_input_raises_clear_errors():
         cluster_features(features, np.ones(4, bool), 2, CONFIG, seed=0)
     with pytest.raises(ValueError, match="backend"):
         cluster_features(np.zeros((4, 2)), np.ones(4, bool), 2, ClusterConfig(backend="gpu"), seed=0)
+
+
+def _cluster_job(tmp_path, ids_of_shard):
+    """The cluster_kmeans adapter run with a stand-in job on two shards of three blobs each."""
+    import pandas as pd
+    from adapter_helpers import Job, run_adapter
+
+    from soundsup.io import save_npy, write_parquet
+
+    rng = np.random.default_rng(0)
+    inputs = {"features": [], "ids": [], "indices": []}
+    for shard in range(2):
+        centres = np.repeat(np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), 4, axis=0)
+        features = (centres + rng.normal(0, 0.3, centres.shape)).astype(np.float32)
+        pair_ids = [f"s{shard}-{i}" for i in range(len(features))]
+        silent = np.zeros(len(features), dtype=bool)
+        silent[0] = True
+        paths = {name: tmp_path / f"{name}-{shard}" for name in inputs}
+        save_npy(paths["features"].with_suffix(".npy"), features)
+        write_parquet(
+            paths["ids"].with_suffix(".parquet"),
+            pd.DataFrame({"pair_id": ids_of_shard(pair_ids), "silent": silent}),
+        )
+        write_parquet(
+            paths["indices"].with_suffix(".parquet"),
+            pd.DataFrame({"pair_id": pair_ids, "labels": ["/m/a"] * len(features)}),
+        )
+        inputs["features"].append(str(paths["features"].with_suffix(".npy")))
+        inputs["ids"].append(str(paths["ids"].with_suffix(".parquet")))
+        inputs["indices"].append(str(paths["indices"].with_suffix(".parquet")))
+    out = tmp_path / "clusters"
+    job = Job(
+        input=Job(inputs),
+        output=Job(
+            labels=str(out / "labels.parquet"),
+            centroids=str(out / "centroids.npy"),
+            summary=str(out / "summary.json"),
+        ),
+        params=Job(clusters={"standardize": True, "n_init": 2, "max_iter": 50, "backend": "sklearn"}, seed=0),
+        wildcards=Job(feature="texture", k="3"),
+        log=[str(tmp_path / "cluster.log")],
+        rule="cluster_kmeans",
+        threads=1,
+    )
+    run_adapter("cluster_kmeans", job)
+    return out
+
+
+def test_cluster_adapter_writes_the_labels_of_every_pair_of_every_shard(tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = _cluster_job(tmp_path, lambda ids: ids)
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert labels["pair_id"].tolist() == [f"s{s}-{i}" for s in range(2) for i in range(12)]
+    clusters = labels["cluster"].to_numpy().reshape(2, 3, 4)
+    assert (clusters[:, 0, 0] == -1).all()  # the silent windows take no part
+    for blob in range(3):  # each blob is one cluster, across both shards
+        assert len(set(clusters[:, blob].ravel()) - {-1}) == 1
+    assert np.load(out / "centroids.npy").shape == (3, 2)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["feature"], summary["n_pairs"], summary["n_dropped"], summary["k"]) == (
+        "texture",
+        24,
+        2,
+        3,
+    )
+    meta = json.loads((out / "labels.parquet.meta.json").read_text())
+    assert meta["config"]["k"] == 3 and meta["backend"] == "sklearn"
+
+
+def test_cluster_adapter_refuses_ids_that_do_not_line_up_with_the_pairs(tmp_path):
+    from soundsup.shards import ShardError
+
+    with pytest.raises(ShardError, match=r"do not line up with the pair indices .*indices-0\.parquet"):
+        _cluster_job(tmp_path, lambda ids: ids[::-1])
+    assert not (tmp_path / "clusters" / "labels.parquet").exists()
