@@ -87,17 +87,19 @@ class SelectConfig:
 # Reading
 
 
-def _check_not_damaged(raw: bytes, path: Path) -> None:
+def check_not_damaged(raw: bytes, path: Path, what: str = "an AudioSet segments CSV") -> None:
+    """Raise :class:`SegmentsFormatError` for what a segment list that was damaged or never was
+    one looks like: gzip, binary data, an HTML page (a saved web page or a download's error page)."""
     head = raw[:65536]
     if head.startswith(b"\x1f\x8b"):
-        raise SegmentsFormatError(f"{path} is gzip-compressed, not a segments CSV: decompress it first")
+        raise SegmentsFormatError(f"{path} is gzip-compressed, not {what}: decompress it first")
     if b"\x00" in head:
-        raise SegmentsFormatError(f"{path} holds binary data, not an AudioSet segments CSV")
+        raise SegmentsFormatError(f"{path} holds binary data, not {what}")
     text = head[:4096].decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n").lower()
     if text.startswith("<") or "<html" in text or "<!doctype" in text:
         raise SegmentsFormatError(
-            f"{path} is an HTML page, not an AudioSet segments CSV (a saved web page or an error page "
-            "from the download): fetch the raw file again"
+            f"{path} is an HTML page, not {what} (a saved web page or an error page from the "
+            "download): fetch the raw file again"
         )
 
 
@@ -201,7 +203,7 @@ def read_segments(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str, 
     if not path.is_file():
         raise FileNotFoundError(f"segments CSV not found: {path}")
     raw = path.read_bytes()
-    _check_not_damaged(raw, path)
+    check_not_damaged(raw, path)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:

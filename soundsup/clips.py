@@ -12,7 +12,6 @@ here deletes a cached clip.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from soundsup.ffmpeg import ffmpeg_binary
-from soundsup.io import output_write_error
+from soundsup.io import file_sha256, output_write_error
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ DURATION_TOLERANCE_S = 0.02
 COVERAGE_TOLERANCE_S = 0.1
 """A clip covers its segment when it is at most this (plus one video frame) shorter."""
 RECORD_SUFFIX = ".json"
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class ClipFailure(Exception):
@@ -59,15 +57,6 @@ def record_path(clip: str | Path) -> Path:
     """The cache record of a clip: ``{clip}.json`` beside it."""
     clip = Path(clip)
     return clip.with_name(clip.name + RECORD_SUFFIX)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from soundsup.io import OutputWriteError, atomic_path
+from soundsup.io import OutputWriteError, atomic_path, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,6 @@ class ChecksumError(ValueError):
 
 class FetchError(OSError):
     """The URL could not be fetched (after the retries, where retrying made sense)."""
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(url: str, target: Path, timeout_s: float) -> str:
@@ -85,7 +76,7 @@ def fetch_url(
         raise ValueError(f"only http(s) and file URLs are fetched, got {url!r}")
     expected = sha256.lower() if sha256 else None
     if destination.is_file():
-        if expected is None or sha256_of(destination).startswith(expected):
+        if expected is None or file_sha256(destination).startswith(expected):
             log.info("%s is already there: not fetched again", destination)
             return destination
         log.warning("%s has the wrong checksum: fetching %s again", destination, url)

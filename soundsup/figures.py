@@ -1,10 +1,9 @@
 """The paper's figures: mAP against k, texture against MFCC, cluster montages (Fig. 1), the
 images that most activate chosen filters (Fig. 2), and pretext training curves.
 
-Every figure is a :class:`matplotlib.figure.Figure` drawn on the Agg canvas (no pyplot, no
-global state, no display needed) and written atomically as PNG at :data:`DPI` dots per inch,
-without cropping: the pixel size is ``figsize * DPI``. Table inputs are the frames of
-:func:`soundsup.tables.build_table1` or the same table read back from its CSV.
+Every figure is a :class:`matplotlib.figure.Figure` on the canvas of :mod:`soundsup.canvas`
+(Agg, no pyplot, written atomically as PNG, uncropped: ``figsize * DPI`` pixels). Table inputs
+are the frames of :func:`soundsup.tables.build_table1` or the same table read back from its CSV.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -28,12 +26,11 @@ from torch import nn
 from torch.nn import functional
 
 from soundsup.augment import normalize
-from soundsup.io import atomic_path
+from soundsup.canvas import new_figure, save_png
 from soundsup.names import ARCHS, FEATURES, MODES
 
 log = logging.getLogger(__name__)
 
-DPI = 120
 _COLORS = {("alexnet", "head"): "tab:blue", ("alexnet", "all"): "tab:orange",
            ("resnet18", "head"): "tab:green", ("resnet18", "all"): "tab:red"}  # fmt: skip
 _FEATURE_COLORS = {"texture": "tab:purple", "mfcc": "tab:olive"}
@@ -41,19 +38,6 @@ _FEATURE_COLORS = {"texture": "tab:purple", "mfcc": "tab:olive"}
 
 class FigureError(ValueError):
     """An input of a figure is malformed; the message names what is wrong."""
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, path: str | Path) -> None:
-    """Write ``figure`` as PNG atomically at :data:`DPI` (no cropping, so its size is known)."""
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=DPI, format="png")
-    log.info("wrote %s", path)
 
 
 def _rows(table1: pd.DataFrame, source: str, init: str) -> pd.DataFrame:
@@ -74,7 +58,7 @@ def plot_results(
 
 def plot_map_vs_k(table1: pd.DataFrame, path: str | Path, feature: str = "texture") -> None:
     """Write :func:`map_vs_k_figure` of ``table1`` as a PNG."""
-    _save(map_vs_k_figure(table1, feature), path)
+    save_png(map_vs_k_figure(table1, feature), path)
 
 
 def map_vs_k_figure(table1: pd.DataFrame, feature: str = "texture") -> Figure:
@@ -92,7 +76,7 @@ def map_vs_k_figure(table1: pd.DataFrame, feature: str = "texture") -> Figure:
         raise FigureError(f"unknown feature {feature!r}; expected one of {FEATURES}")
     published = table1.loc[table1["source"] == "published"]
     published = published.loc[published["head_map"].notna() | published["all_map"].notna()]
-    figure = _new_figure(13.0 if len(published) else 7.5, 5.0)
+    figure = new_figure(13.0 if len(published) else 7.5, 5.0)
     if len(published):  # two subfigures: each panel's layout (its legend, its labels) its own
         measured_side, published_side = figure.subfigures(1, 2, width_ratios=(7.5, 5.5))
         axes = measured_side.add_subplot()
@@ -226,7 +210,7 @@ def _bar_panel(axes, sound: pd.DataFrame, random: pd.DataFrame, arch: str, mode:
 
 def plot_feature_comparison(table1: pd.DataFrame, path: str | Path) -> None:
     """Write :func:`feature_comparison_figure` of ``table1`` as a PNG."""
-    _save(feature_comparison_figure(table1), path)
+    save_png(feature_comparison_figure(table1), path)
 
 
 def feature_comparison_figure(table1: pd.DataFrame) -> Figure:
@@ -241,7 +225,7 @@ def feature_comparison_figure(table1: pd.DataFrame) -> Figure:
     ]
     columns = 2 if len(panels) > 1 else 1
     rows = max(1, math.ceil(len(panels) / columns))
-    figure = _new_figure(5.5 * columns, 3.8 * rows + 0.4)
+    figure = new_figure(5.5 * columns, 3.8 * rows + 0.4)
     figure.suptitle("Sound texture statistics vs MFCC as the pretext target (VOC 2007 mAP)")
     if not panels:
         axes = figure.add_subplot()
@@ -335,7 +319,7 @@ def plot_cluster_montage(
         for _, _, chosen in rows
         for tile in [frames[index] for index in chosen] + [blank] * (per_cluster - len(chosen))
     ]
-    figure = _new_figure(1.0 + 0.9 * per_cluster, 0.7 + 0.9 * len(rows))
+    figure = new_figure(1.0 + 0.9 * per_cluster, 0.7 + 0.9 * len(rows))
     axes = figure.add_subplot()
     axes.imshow(_mosaic(np.stack(tiles), per_cluster, gutter), interpolation="nearest")
     centres = [row * (side + gutter) + side / 2 for row in range(len(rows))]
@@ -346,7 +330,7 @@ def plot_cluster_montage(
         spine.set_visible(False)
     shown = f"{len(rows)} largest of {n_clusters}" if n_clusters > len(rows) else f"all {n_clusters}"
     axes.set_title(f"Frames grouped by sound cluster ({shown} clusters, {len(frames)} frames)")
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def to_model_input(frames_uint8: np.ndarray, size: int) -> torch.Tensor:
@@ -489,7 +473,7 @@ def plot_top_activations(
     values: Mapping[int, np.ndarray],
 ) -> None:
     """Write :func:`top_activations_figure` as a PNG."""
-    _save(top_activations_figure(images_uint8, top, title, values), path)
+    save_png(top_activations_figure(images_uint8, top, title, values), path)
 
 
 def plot_activations(
@@ -539,7 +523,7 @@ def top_activations_figure(
     side = max(1, math.ceil(math.sqrt(count)))
     columns = min(3, len(top))
     rows = math.ceil(len(top) / columns)
-    figure = _new_figure(3.2 * columns, 3.4 * rows + 0.6)
+    figure = new_figure(3.2 * columns, 3.4 * rows + 0.6)
     figure.suptitle(f"{title}\n(number on a frame: the filter's largest response in it)")
     height, width = images_uint8.shape[1:3]
     number = _activation_format([np.asarray(values.get(f, ()), dtype=float) for f in top])
@@ -593,7 +577,7 @@ def plot_pretext_curves(
     histories: Mapping[str, list[dict]], path: str | Path, n_clusters: Mapping[str, int]
 ) -> None:
     """Write :func:`pretext_curves_figure` as a PNG."""
-    _save(pretext_curves_figure(histories, n_clusters), path)
+    save_png(pretext_curves_figure(histories, n_clusters), path)
 
 
 def pretext_curves_figure(histories: Mapping[str, list[dict]], n_clusters: Mapping[str, int]) -> Figure:
@@ -609,7 +593,7 @@ def pretext_curves_figure(histories: Mapping[str, list[dict]], n_clusters: Mappi
     bad = sorted({int(n_clusters[model]) for model in histories if int(n_clusters[model]) < 1})
     if bad:
         raise FigureError(f"number of clusters must be >= 1; got {bad}")
-    figure = _new_figure(7.5, 5.0)
+    figure = new_figure(7.5, 5.0)
     axes = figure.add_subplot()
     palette = matplotlib.colormaps["tab10" if len(histories) <= 10 else "tab20"]
     for index, (model, epochs) in enumerate(histories.items()):

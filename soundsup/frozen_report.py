@@ -27,15 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from soundsup.canvas import new_figure, save_png
 from soundsup.config import FROZEN_LAYERS
-from soundsup.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-DPI = 120
 LAYER_ORDER: tuple[str, ...] = tuple(layer for layers in FROZEN_LAYERS.values() for layer in layers)
 LOWSHOT_COLUMNS = ("positives", "sample", "cost", "map", "selected")
 LOWSHOT_TABLE_COLUMNS = (
@@ -165,18 +162,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise FrozenTableError(f"{path}: cannot be read as CSV ({error})") from error
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, path: str | Path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=DPI, format="png")
-    log.info("wrote %s", path)
-
-
 def _styles(table: pd.DataFrame) -> dict[str, dict]:
     """Line style per model: sound-pretrained (and other) models in colours, random grey dashed,
     ImageNet black."""
@@ -203,7 +188,7 @@ def plot_svm_layers(
     if not archs:
         raise FrozenTableError("the svm_layers table has no model of a known architecture")
     styles = _styles(table)
-    figure = _new_figure(5.2 * len(archs), 4.6)
+    figure = new_figure(5.2 * len(archs), 4.6)
     for axes, arch in zip(
         np.atleast_1d(figure.subplots(1, len(archs), squeeze=False)[0]), archs, strict=True
     ):
@@ -217,16 +202,16 @@ def plot_svm_layers(
         axes.set_title(f"{ARCH_TITLES[arch]}: {title}")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, loc="best")
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def plot_lowshot(table: pd.DataFrame, path: str | Path) -> None:
     """mAP against positives per class (log scale), mean and sd over the samples, one line per
     model, one panel per (architecture, layer) (the ``svm_lowshot`` table)."""
     if table.empty:  # svm.lowshot_layers names no layer: say so on the figure
-        figure = _new_figure(5.0, 2.0)
+        figure = new_figure(5.0, 2.0)
         figure.text(0.5, 0.5, "no low-shot layers (svm.lowshot_layers is empty)", ha="center", va="center")
-        _save(figure, path)
+        save_png(figure, path)
         return
     panels = [
         (arch, layer)
@@ -237,7 +222,7 @@ def plot_lowshot(table: pd.DataFrame, path: str | Path) -> None:
     styles = _styles(table.drop_duplicates("model"))
     columns = min(len(panels), 4)
     n_rows = -(-len(panels) // columns)
-    figure = _new_figure(4.6 * columns, 4.0 * n_rows)
+    figure = new_figure(4.6 * columns, 4.0 * n_rows)
     grid = figure.subplots(n_rows, columns, squeeze=False)
     for index, (arch, layer) in enumerate(panels):
         axes = grid[index // columns][index % columns]
@@ -257,4 +242,4 @@ def plot_lowshot(table: pd.DataFrame, path: str | Path) -> None:
         axes.legend(fontsize=7, loc="best")
     for index in range(len(panels), n_rows * columns):
         grid[index // columns][index % columns].set_visible(False)
-    _save(figure, path)
+    save_png(figure, path)

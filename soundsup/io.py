@@ -197,6 +197,15 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def file_sha256(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read ``chunk_bytes`` at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def config_hash(config_slice: Any) -> str:
     """Short stable hash of a JSON-serialisable config slice."""
     text = json.dumps(config_slice, sort_keys=True, default=_jsonable)
@@ -251,7 +260,7 @@ def write_meta(
     return meta_path
 
 
-def _os_error_in(error: BaseException) -> OSError | None:
+def os_error_in(error: BaseException) -> OSError | None:
     """The first ``OSError`` with an errno in the chain of ``error`` (itself, its cause, its context)."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
@@ -274,7 +283,7 @@ def naming_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        cause = _os_error_in(error)
+        cause = os_error_in(error)
         if cause is None:
             if isinstance(error, OSError):
                 raise OSError(f"cannot write {path}: {error}") from error

@@ -33,6 +33,8 @@ import scipy.fft
 import scipy.signal
 import torch
 
+from soundsup.waves import check_waves
+
 log = logging.getLogger(__name__)
 
 _TOP_DB = 80.0  # librosa.power_to_db default, applied per clip
@@ -64,17 +66,9 @@ class MfccConfig:
 
 
 def _check_waves(waves: np.ndarray, sample_rate: int, config: MfccConfig) -> np.ndarray:
+    """(N, T) windows (one window may come as (T,)), resampled to ``config.sample_rate``."""
     waves = np.asarray(waves)
-    if waves.ndim == 1:
-        waves = waves[None, :]
-    if waves.ndim != 2:
-        raise ValueError(f"expected (N, T) audio windows, got shape {waves.shape}")
-    if not np.issubdtype(waves.dtype, np.floating):
-        raise ValueError(f"audio must be floating point in [-1, 1], got dtype {waves.dtype}")
-    if not np.all(np.isfinite(waves)):
-        raise ValueError("audio contains NaN or infinite samples")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    waves = check_waves(waves[None, :] if waves.ndim == 1 else waves, sample_rate, ndim=2)
     if sample_rate != config.sample_rate and waves.shape[0]:
         log.debug("resampling audio from %d Hz to %d Hz", sample_rate, config.sample_rate)
         waves = librosa.resample(waves, orig_sr=sample_rate, target_sr=config.sample_rate, axis=-1)

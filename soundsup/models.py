@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from soundsup.io import os_error_in
 from soundsup.names import ARCHS, MIN_INPUT_SIZE  # noqa: F401  (MIN_INPUT_SIZE: re-exported)
 
 VARIANTS = {"alexnet": ("batchnorm", "torchvision"), "resnet18": ("torchvision",)}
@@ -218,22 +219,10 @@ class WriteError(OSError):
     """A file could not be written (full disk, quota, I/O error); the message names it and why."""
 
 
-def _os_error_in(error: BaseException) -> OSError | None:
-    """The first OSError in ``error``'s chain (torch wraps a failed write in a RuntimeError)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno is not None:
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def write_error(path: str | Path, what: str, error: BaseException) -> WriteError:
     """A :class:`WriteError` for ``what`` at ``path``: the OS cause (ENOSPC, EDQUOT, EIO, ...)
     when one is in ``error``'s chain, and the space left on the file system."""
-    cause = _os_error_in(error)
+    cause = os_error_in(error)  # torch wraps a failed write in a RuntimeError
     if cause is not None:
         reason = f"{errno.errorcode.get(cause.errno, cause.errno)}: {os.strerror(cause.errno)}"
     else:

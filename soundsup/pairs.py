@@ -37,7 +37,7 @@ import pandas as pd
 
 from soundsup.clips import DURATION_TOLERANCE_S, probe_clip
 from soundsup.ffmpeg import ffmpeg_binary
-from soundsup.silence import silent_windows, window_rms
+from soundsup.waves import silent_windows, window_rms
 
 log = logging.getLogger(__name__)
 

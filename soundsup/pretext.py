@@ -448,28 +448,14 @@ def train_pretext(
         "%s, %d classes: %d training frames (%d steps/epoch), %d validation frames, device %s, %s",
         arch, n_classes, len(train_rows), n_steps, len(val_rows), device, "bf16 autocast" if amp else "fp32",
     )  # fmt: skip
-    job_log.info(
-        "AdamW betas %s, weight decay %g, clip %s, %s schedule to lr %g, %d epochs of %d pass(es), "
-        "checkpoint every %d",
-        config.betas, config.weight_decay, config.clip_grad_norm, config.schedule, config.lr_max,
-        config.epochs, config.epoch_repeats, config.checkpoint_every,
-    )  # fmt: skip
+    _log_optimiser(job_log, config)
 
     model, optimizer, scheduler = build_training(
         arch, n_classes, config, config.epochs * n_steps, seed, device
     )
     fingerprint = _fingerprint(frames, targets, groups, arch, n_classes, config, seed)
     checkpoint_path = Path(checkpoint_path)
-    history: list[dict] = []
-    checkpoint = _load_checkpoint(checkpoint_path, fingerprint)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        _restore_rng_states(checkpoint["rng"])
-        history = checkpoint["history"]
-        job_log.info("resuming from %s after epoch %d", checkpoint_path, checkpoint["epoch"])
-    del checkpoint
+    history = _resume(checkpoint_path, fingerprint, model, optimizer, scheduler, job_log)
     with EventLog.open(tensorboard_dir, history, "epoch") as events:
         eta = Eta(config.epochs * n_steps, start=len(history) * n_steps)
         net = torch.compile(model) if config.compile else model
@@ -515,6 +501,39 @@ def train_pretext(
 
     metrics = _final_metrics(history, len(train_rows), len(val_rows), stopped=False)
     _write_history(history_path, history)
+    _write_outputs(model, arch, n_classes, config, history, metrics, model_path, backbone_path, meta)
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _log_optimiser(job_log, config: PretextConfig) -> None:
+    job_log.info(
+        "AdamW betas %s, weight decay %g, clip %s, %s schedule to lr %g, %d epochs of %d pass(es), "
+        "checkpoint every %d",
+        config.betas, config.weight_decay, config.clip_grad_norm, config.schedule, config.lr_max,
+        config.epochs, config.epoch_repeats, config.checkpoint_every,
+    )  # fmt: skip
+
+
+def _resume(checkpoint_path: Path, fingerprint: dict, model, optimizer, scheduler, job_log) -> list[dict]:
+    """The history so far: restored from a checkpoint of this very run (model, optimiser,
+    schedule, random generators), or empty."""
+    checkpoint = _load_checkpoint(checkpoint_path, fingerprint)
+    if checkpoint is None:
+        return []
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    _restore_rng_states(checkpoint["rng"])
+    job_log.info("resuming from %s after epoch %d", checkpoint_path, checkpoint["epoch"])
+    return checkpoint["history"]
+
+
+def _write_outputs(
+    model, arch: str, n_classes: int, config: PretextConfig, history: list[dict], metrics: dict,
+    model_path, backbone_path, meta: dict | None,
+) -> None:  # fmt: skip
+    """The trained network (with its history and metrics), its trunk alone, and the sidecar."""
     save_checkpoint(
         model_path, model, arch, n_classes, config.fc_width,
         history=history, val_acc=metrics["val_acc"], epochs=config.epochs, metrics=metrics,
@@ -526,8 +545,6 @@ def train_pretext(
             write_meta(model_path, **{**meta, "metrics": metrics})
         except OSError as error:
             raise write_error(f"{model_path}.meta.json", "model sidecar", error) from error
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics
 
 
 def _save_training_state(path: Path, model, optimizer, scheduler, device, fingerprint: dict, history) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from soundsup.io import save_npy, write_meta, write_parquet
-from soundsup.silence import silent_windows
+from soundsup.waves import silent_windows
 
 log = logging.getLogger(__name__)
 

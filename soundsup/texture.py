@@ -43,6 +43,7 @@ import scipy.signal
 import torch
 
 from soundsup.names import TEXTURE_SAMPLE_RATE
+from soundsup.waves import check_waves
 
 log = logging.getLogger(__name__)
 
@@ -215,20 +216,6 @@ def resample_octave(signals: np.ndarray, down: int) -> np.ndarray:
 # Reference implementation (straightforward, one clip at a time)
 
 
-def _check_waves(waves: np.ndarray, sample_rate: int, ndim: int) -> np.ndarray:
-    """Validate mono float audio (``ndim`` 1 or 2, time last); returns it as an array, unconverted."""
-    waves = np.asarray(waves)
-    if waves.ndim != ndim or waves.shape[-1] == 0:
-        raise ValueError(f"expected a {ndim}-d array of audio samples, got shape {waves.shape}")
-    if not np.issubdtype(waves.dtype, np.floating):
-        raise ValueError(f"audio must be floating point in [-1, 1], got dtype {waves.dtype}")
-    if not np.all(np.isfinite(waves)):
-        raise ValueError("audio contains NaN or infinite samples")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    return waves
-
-
 def to_audio_rate(waves: np.ndarray, sample_rate: int) -> np.ndarray:
     """float64 copy of ``(..., T)`` audio at :data:`AUDIO_RATE` (polyphase resampling if needed)."""
     waves = waves.astype(np.float64, copy=False)
@@ -293,7 +280,7 @@ def texture_stats_reference(
 ) -> np.ndarray:
     """Texture statistics of one mono float waveform, straightforward numpy: ``(502,)`` float64."""
     config = config or TextureConfig()
-    wave = to_audio_rate(_check_waves(wave, sample_rate, ndim=1), sample_rate)
+    wave = to_audio_rate(check_waves(wave, sample_rate, ndim=1), sample_rate)
     return reference_statistics(reference_envelopes(wave, config), config)
 
 
@@ -515,7 +502,7 @@ def texture_stats_batch(
     not a multiple of 50 samples at 20 kHz (or shorter than 0.19 s) take the reference path.
     """
     config = config or TextureConfig()
-    waves = _check_waves(waves, sample_rate, ndim=2)
+    waves = check_waves(waves, sample_rate, ndim=2)
     device = torch.device(device) if device is not None else torch.device("cpu")
     batch_size = batch_size or (512 if device.type == "cuda" else 32)
     if batch_size < 1:

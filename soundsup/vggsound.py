@@ -40,6 +40,7 @@ from soundsup.audioset import (
     MAX_SECONDS,
     SegmentsFormatError,
     SelectConfig,
+    check_not_damaged,
     select_segments,
 )
 from soundsup.folder import label_text
@@ -70,11 +71,7 @@ class VGGSoundConfig:
 
 
 def _check_text(raw: bytes, path: Path) -> str:
-    head = raw[:65536]
-    if head.startswith(b"\x1f\x8b"):
-        raise SegmentsFormatError(f"{path} is gzip-compressed, not the VGGSound CSV: decompress it first")
-    if b"\x00" in head:
-        raise SegmentsFormatError(f"{path} holds binary data, not the VGGSound CSV")
+    check_not_damaged(raw, path, "the VGGSound CSV")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -82,11 +79,6 @@ def _check_text(raw: bytes, path: Path) -> str:
             f"{path} is not UTF-8 text (byte {error.start}): not the VGGSound CSV"
         ) from error
     start = text[:4096].lstrip(" \t\r\n").lower()
-    if start.startswith("<") or "<html" in start or "<!doctype" in start:
-        raise SegmentsFormatError(
-            f"{path} is an HTML page, not the VGGSound CSV (a saved web page or an error page from "
-            "the download): fetch the raw file again"
-        )
     if start.startswith("# segments csv created") or start.startswith("# ytid, start_seconds, end_seconds"):
         raise SegmentsFormatError(
             f"{path} is an AudioSet segments CSV, not the VGGSound CSV: use world: audioset"

@@ -15,7 +15,8 @@ from test_tables import records_of
 
 from soundsup import figures, tables
 from soundsup.augment import IMAGENET_MEAN, IMAGENET_STD
-from soundsup.figures import DPI, FigureError
+from soundsup.canvas import DPI
+from soundsup.figures import FigureError
 from soundsup.models import build_model, conv_layers
 from soundsup.names import MODES, VOC_CLASSES
 

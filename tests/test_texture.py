@@ -184,7 +184,7 @@ def test_normalised_statistics_ignore_gain_while_mean_and_loudness_scale_as_gain
 
 
 def test_silence_gives_zeros_and_is_flagged_by_the_one_rule_of_silence():
-    from soundsup.silence import silent_windows
+    from soundsup.waves import silent_windows
 
     silence = np.zeros(N_SAMPLES)
     for stats in (texture_stats(silence, RATE), texture_stats_reference(silence, RATE)):
