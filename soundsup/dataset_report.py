@@ -3,6 +3,9 @@ skipped and paired (rule ``report_dataset``, ``results/dataset/report.csv``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import pandas as pd
 
 from soundsup.download import empty_manifest, shard_was_skipped
@@ -62,3 +65,23 @@ def _summary_columns(with_no_pairs: bool) -> list[str]:
         "skipped",
     ]
     return [*columns, "no_pairs"] if with_no_pairs else columns
+
+
+def write_dataset_report(
+    selection_path: str | Path,
+    manifest_paths: Sequence[str | Path],
+    index_paths: Sequence[str | Path],
+    failure_paths: Sequence[str | Path],
+    report_path: str | Path,
+) -> pd.DataFrame:
+    """Rule ``report_dataset``: :func:`dataset_summary` of the files of every shard, written as CSV."""
+    from soundsup.io import write_text
+
+    def read(paths: Sequence[str | Path]) -> list[pd.DataFrame]:
+        return [pd.read_parquet(path) for path in paths]
+
+    summary = dataset_summary(
+        pd.read_parquet(selection_path), read(manifest_paths), read(index_paths), read(failure_paths)
+    )
+    write_text(report_path, summary.to_csv(index=False))
+    return summary

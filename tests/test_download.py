@@ -641,15 +641,7 @@ def test_a_shard_past_the_bound_fails_or_is_skipped_and_named(server, tmp_path):
 
 
 def test_dataset_summary_counts_by_shard():
-    selection = pd.DataFrame(
-        {
-            "ytid": ["a" * 11, "b" * 11, "c" * 11],
-            "start": 0.0,
-            "end": 10.0,
-            "labels": "/m/x",
-            "shard": [0, 0, 1],
-        }
-    )
+    selection = segments("a" * 11, "b" * 11, "c" * 11).assign(shard=[0, 0, 1])
     manifests = [
         pd.DataFrame({"ytid": ["a" * 11, "b" * 11], "status": ["ok", "failed"], "reason": ["", "timeout"]}),
         pd.DataFrame({"ytid": ["c" * 11], "status": ["ok"], "reason": [""]}),
@@ -683,3 +675,40 @@ def test_yt_dlp_finds_its_javascript_runtime(tmp_path):
     )  # fmt: skip
     assert answer.stdout.strip() == "42", answer.stderr
     assert importlib.metadata.version("yt-dlp-ejs") == "0.8.0"
+
+
+def test_the_report_dataset_adapter_counts_every_shard_from_its_files(tmp_path):
+    selection = segments("a" * 11, "b" * 11, "c" * 11).assign(shard=[0, 0, 1])
+    write_parquet(tmp_path / "selection.parquet", selection)
+    shards = {
+        0: (
+            {"ytid": ["a" * 11, "b" * 11], "status": ["ok", "failed"], "reason": ["", "no_audio"]},
+            ["a" * 11] * 2,
+            [],
+        ),
+        1: ({"ytid": ["c" * 11], "status": ["ok"], "reason": [""]}, [], ["c" * 11]),
+    }
+    inputs = {"manifests": [], "indices": [], "failures": []}
+    for shard, (manifest, pairs, no_pairs) in shards.items():
+        for name, frame in (
+            ("manifests", pd.DataFrame(manifest)),
+            ("indices", pd.DataFrame({"ytid": pd.Series(pairs, dtype=str)})),
+            ("failures", pd.DataFrame({"ytid": pd.Series(no_pairs, dtype=str)})),
+        ):
+            write_parquet(tmp_path / f"{name}-{shard}.parquet", frame)
+            inputs[name].append(str(tmp_path / f"{name}-{shard}.parquet"))
+    job = Job(
+        input=Job(selection=str(tmp_path / "selection.parquet"), **inputs),
+        output=[str(tmp_path / "dataset.csv")],
+        params=Job(),
+        wildcards=Job(),
+        log=[str(tmp_path / "report.log")],
+        rule="report_dataset",
+        threads=1,
+    )
+    run_adapter("report_dataset", job)
+    report = pd.read_csv(tmp_path / "dataset.csv", dtype={"shard": str})
+    assert report["shard"].tolist() == ["0", "1", "total"]
+    assert report["requested"].tolist() == [2, 1, 3] and report["downloaded"].tolist() == [1, 1, 2]
+    assert report["failed_no_audio"].tolist() == [1, 0, 1] and report["pairs"].tolist() == [2, 0, 2]
+    assert report["no_pairs"].tolist() == [0, 1, 1] and report["skipped"].tolist() == [0, 0, 0]

@@ -552,3 +552,52 @@ def test_bad_input_names_the_problem(tmp_path):
     with pytest.raises(ValueError, match="crop_size 32 is too small for alexnet"):
         train_pretext(frames, targets, groups, "alexnet", 3, TINY, 0, CPU, **paths(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def test_the_train_pretext_adapter_trains_on_every_shard_and_names_its_model(tmp_path):
+    """Rule train_pretext with a stand-in job: the frames of two shards and their clusters (a
+    silent pair has none) -> the model, its trunk, the history and the sidecar."""
+    import pandas as pd
+    from adapter_helpers import Job, rule_params_of, run_adapter, workflow_config
+
+    from soundsup.io import save_npy, write_parquet
+
+    frames, targets, groups = coloured_frames(48, 72, seed=1)
+    targets[5] = -1  # a silent window: no cluster, no training frame
+    inputs = {"frames": [], "indices": []}
+    for shard, rows in enumerate((slice(0, 24), slice(24, 48))):
+        save_npy(tmp_path / f"frames-{shard}.npy", frames[rows])
+        index = pd.DataFrame({"pair_id": [f"p{i}" for i in range(48)][rows], "ytid": groups[rows]})
+        write_parquet(tmp_path / f"index-{shard}.parquet", index)
+        inputs["frames"].append(str(tmp_path / f"frames-{shard}.npy"))
+        inputs["indices"].append(str(tmp_path / f"index-{shard}.parquet"))
+    labels = tmp_path / "labels.parquet"
+    write_parquet(labels, pd.DataFrame({"pair_id": [f"p{i}" for i in range(48)], "cluster": targets}))
+    config = workflow_config(pretext={"epochs": 2, "batch_size": 8, "crop_size": 64, "fc_width": 32})
+    out = tmp_path / "model"
+    job = Job(
+        input=Job(labels=str(labels), **inputs),
+        output=Job(
+            model=str(out / "model.pt"),
+            backbone=str(out / "backbone.pth"),
+            history=str(out / "history.jsonl"),
+        ),
+        params=Job(
+            pretext=rule_params_of(config, "pretext", exclude=("arch", "per_arch")),
+            checkpoint=str(out / "checkpoint.pt"),
+            seed=0,
+        ),
+        config=config,
+        wildcards=Job(feature="texture", k="3", arch="alexnet"),
+        log=[str(tmp_path / "train.log")],
+        rule="train_pretext",
+        threads=1,
+    )
+    run_adapter("train_pretext", job)
+    _, payload = load_model(out / "model.pt")
+    assert payload["arch"] == "alexnet" and payload["epochs"] == 2 and len(payload["history"]) == 2
+    sidecar = json.loads((out / "model.pt.meta.json").read_text())
+    assert sidecar["feature"] == "texture" and sidecar["n_pretext_pairs"] == 47  # the silent pair is out
+    assert sidecar["config"]["k"] == 3 and sidecar["config"]["arch"] == "alexnet"
+    assert (out / "backbone.pth").is_file() and not (out / "checkpoint.pt").exists()
+    assert "[texture-k3-alexnet]" in (tmp_path / "train.log").read_text()
