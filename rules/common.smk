@@ -12,7 +12,7 @@ from soundsup.config import (
     rule_params,
     validate_config,
 )
-from soundsup.names import ModelName, model_names, wildcard_pattern
+from soundsup.names import ModelName, model_names, sound_model_names, wildcard_pattern
 from soundsup.estimate import finetune_minutes, n_frames, pretext_minutes
 from soundsup.gpu import visible_gpu_count
 
@@ -268,7 +268,10 @@ def kept_voc_models():
     """Every run's finetuned.pt where voc.keep_models is on (else nothing)."""
     if not KEPT_VOC_MODEL:
         return []
-    return [f"results/voc/{model}/{mode}/seed{seed}/finetuned.pt" for model, mode, seed in RUNS]
+    return [
+        f"results/voc/{model}/{mode}/seed{seed}/finetuned.pt"
+        for model, mode, seed in RUNS
+    ]
 
 
 def ap_files(wildcards=None, suffix=""):

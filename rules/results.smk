@@ -119,5 +119,7 @@ rule plot_training:
         "logs/plot_training.log",
     conda:
         "../envs/report.yaml"
+    params:
+        models=sound_model_names(config),  # the names of the histories, in their order
     script:
         "../workflow_scripts/plot_training.py"

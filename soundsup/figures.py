@@ -27,7 +27,7 @@ from torch.nn import functional
 
 from soundsup.augment import normalize
 from soundsup.canvas import new_figure, save_png
-from soundsup.names import ARCHS, FEATURES, MODES
+from soundsup.names import ARCHS, FEATURES, MODES, ModelName
 
 log = logging.getLogger(__name__)
 
@@ -578,6 +578,16 @@ def plot_pretext_curves(
 ) -> None:
     """Write :func:`pretext_curves_figure` as a PNG."""
     save_png(pretext_curves_figure(histories, n_clusters), path)
+
+
+def plot_training(history_paths: Sequence[str | Path], models: Sequence[str], path: str | Path) -> None:
+    """Rule ``plot_training``: the pretext curves of ``models`` (``{feature}-k{k}-{arch}``), whose
+    ``history.jsonl`` files are ``history_paths``, in the same order."""
+    if len(history_paths) != len(models):
+        raise FigureError(f"{len(history_paths)} training histories for {len(models)} models")
+    names = [ModelName.parse(model) for model in models]
+    histories = {str(name): read_history(source) for name, source in zip(names, history_paths, strict=True)}
+    plot_pretext_curves(histories, path, n_clusters={str(name): int(name.k) for name in names})
 
 
 def pretext_curves_figure(histories: Mapping[str, list[dict]], n_clusters: Mapping[str, int]) -> Figure:

@@ -362,3 +362,34 @@ def test_the_plot_results_adapter_plots_the_feature_the_rule_names(table1, tmp_p
     texture_lines = figures.map_vs_k_figure(written, "texture").axes[0].get_lines()
     assert len(mfcc_lines) >= len(texture_lines) + 4
     assert all(len(set(line.get_ydata())) == 1 for line in texture_lines)  # only the flat baselines
+
+
+def test_the_plot_training_adapter_names_each_history_by_its_param(tmp_path):
+    """The model of each history comes from params.models, not from the file's path."""
+    from adapter_helpers import Job, run_adapter
+
+    paths = []
+    for index, accuracy in enumerate((0.3, 0.6)):
+        path = tmp_path / f"run{index}" / "history.jsonl"  # a path that names no model
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps({"epoch": e, "val_acc": accuracy}) + "\n" for e in (1, 2, 3)))
+        paths.append(str(path))
+    job = Job(
+        input=Job(histories=paths),
+        output=[str(tmp_path / "curves.png")],
+        params=Job(models=["texture-k4-alexnet", "mfcc-k8-resnet18"]),
+        wildcards=Job(),
+        log=[str(tmp_path / "plot.log")],
+        rule="plot_training",
+        threads=1,
+    )
+    run_adapter("plot_training", job)
+    assert_png(tmp_path / "curves.png", 7.5, 5.0)
+    expected = {name: figures.read_history(path) for name, path in zip(job.params.models, paths, strict=True)}
+    figures.plot_pretext_curves(
+        expected, tmp_path / "expected.png", {"texture-k4-alexnet": 4, "mfcc-k8-resnet18": 8}
+    )
+    drawn, wanted = (np.asarray(Image.open(tmp_path / name)) for name in ("curves.png", "expected.png"))
+    assert np.array_equal(drawn, wanted)  # the same names, ks (chance lines) and curves
+    with pytest.raises(FigureError, match="2 training histories for 1 models"):
+        figures.plot_training(paths, ["texture-k4-alexnet"], tmp_path / "bad.png")

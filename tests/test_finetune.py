@@ -872,3 +872,37 @@ def test_a_full_disk_at_the_outputs_names_them_and_keeps_the_checkpoint(tmp_path
     )
     np.testing.assert_array_equal(np.load(scores), np.load(whole / "scores.npy"))
     assert (disk / "voc" / "ap.csv").read_bytes() == (whole / "ap.csv").read_bytes()
+
+
+def test_the_finetune_voc_adapter_writes_ap_scores_and_provenance(tmp_path):
+    """Rule finetune_voc with a stand-in job: the random baseline, head mode, seed 0."""
+    import pandas as pd
+    from adapter_helpers import Job, rule_params_of, run_adapter, workflow_config
+
+    voc_root = write_voc(tmp_path / "VOC2007")
+    config = workflow_config(
+        voc={"iterations": 6, "batch_size": 4, "crop_size": 64, "max_side": 80, "test_augmentations": 1}
+    )
+    out = tmp_path / "voc" / "random-alexnet" / "head" / "seed0"
+    job = Job(
+        input=Job(model=[], meta=[]),
+        output=Job(scores=str(out / "scores.npy"), ap=str(out / "ap.csv")),
+        params=Job(
+            voc_root=str(voc_root),
+            backbone={"init": "random", "arch": "alexnet", "fc_width": 32},
+            voc=rule_params_of(config, "voc"),
+            checkpoint=str(out / "checkpoint.pt"),
+        ),
+        config=config,
+        wildcards=Job(model="random-alexnet", mode="head", seed="0"),
+        log=[str(tmp_path / "finetune.log")],
+        rule="finetune_voc",
+        threads=1,
+    )
+    run_adapter("finetune_voc", job)
+    ap = pd.read_csv(out / "ap.csv")
+    assert list(ap["class"]) == list(VOC_CLASSES) and ap["ap"].between(0, 1).all()
+    assert np.load(out / "scores.npy").shape == (12, 20)  # the 12 test images
+    meta = json.loads((out / "ap.csv.meta.json").read_text())
+    assert meta["model"] == "random-alexnet" and meta["mode"] == "head" and meta["seed"] == 0
+    assert not (out / "checkpoint.pt").exists() and not (out / "finetuned.pt").exists()

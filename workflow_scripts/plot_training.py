@@ -1,20 +1,12 @@
-"""Adapter of rule plot_training: pretext validation accuracy per epoch, every model, and chance."""
-
-from pathlib import Path
+"""Adapter of rule plot_training: every pretext model's history -> the training curves figure."""
 
 from _common import run
 
 
 def main(snakemake) -> None:
-    from soundsup.figures import plot_pretext_curves, read_history
+    from soundsup.figures import plot_training
 
-    histories, n_clusters = {}, {}
-    for path in snakemake.input.histories:
-        feature, k, arch = Path(path).parts[-4:-1]  # results/pretext/{feature}/k{k}/{arch}/history.jsonl
-        name = f"{feature}-{k}-{arch}"
-        histories[name] = read_history(path)
-        n_clusters[name] = int(k.removeprefix("k"))
-    plot_pretext_curves(histories, snakemake.output[0], n_clusters=n_clusters)
+    plot_training(snakemake.input.histories, snakemake.params.models, snakemake.output[0])
 
 
 run(main, snakemake)  # noqa: F821
