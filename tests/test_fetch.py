@@ -66,3 +66,25 @@ def test_server_that_never_answers_times_out(server, tmp_path):
     with pytest.raises(FetchError, match=r"mute\.bin.*timed out"):
         fetch_url(server.url("mute.bin"), tmp_path / "mute.bin", timeout_s=0.5, retries=1, backoff_s=0.01)
     assert len(requests_for(server, "mute.bin")) == 2
+
+
+def test_the_fetch_file_adapter_fetches_the_url_of_its_params(server, tmp_path):
+    from adapter_helpers import Job, run_adapter
+
+    def job(sha256):
+        return Job(
+            input=Job(),
+            output=[str(tmp_path / "resources" / "data.bin")],
+            params=Job(url=server.url("data.bin"), sha256=sha256),
+            wildcards=Job(),
+            log=[str(tmp_path / "fetch.log")],
+            rule="fetch_file",
+            threads=1,
+        )
+
+    run_adapter("fetch_file", job(DIGEST))
+    assert (tmp_path / "resources" / "data.bin").read_bytes() == PAYLOAD
+    (tmp_path / "resources" / "data.bin").unlink()
+    with pytest.raises(ChecksumError):
+        run_adapter("fetch_file", job("0" * 64))
+    assert not (tmp_path / "resources" / "data.bin").exists()  # nothing unverified under the final name
