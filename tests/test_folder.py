@@ -449,3 +449,42 @@ def test_a_video_replaced_by_a_link_or_removed_after_the_scan_is_refused(tmp_pat
     rescanned = select_shard(listed, FolderConfig(path=str(root)), min_duration_s=3.75, n_shards=1)
     reasons = rescanned.set_index("source_path")["scan_reason"].to_dict()
     assert reasons == {"a.mp4": "other", "b.mp4": "unavailable"}
+
+
+def test_the_scan_folder_adapter_writes_the_segments_of_its_shard(tmp_path):
+    """Rule scan_folder with a stand-in job: a playable video gives its segments, a file that is
+    no video its reason, both logged; the same rows as select_shard gives."""
+    from adapter_helpers import Job, rule_params_of, run_adapter, workflow_config
+
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", seconds=9)
+    (root / "b.mp4").write_bytes(b"not a video")
+    config = workflow_config(world="folder", folder={"path": str(root)}, shards=1)
+    listed = all_listed(root)
+    job = Job(
+        input=Job(),
+        output=Job(segments=str(tmp_path / "shard-0.parquet")),
+        params=Job(
+            videos=listed,
+            folder=rule_params_of(config, "folder"),
+            min_duration_s=config["select"]["min_duration_s"],
+            shards=1,
+        ),
+        config=config,
+        wildcards=Job(shard="0"),
+        log=[str(tmp_path / "scan.log")],
+        rule="scan_folder",
+        threads=1,
+    )
+    run_adapter("scan_folder", job)
+    segments = pd.read_parquet(tmp_path / "shard-0.parquet")
+    expected = select_shard(listed, FolderConfig(path=str(root)), min_duration_s=3.75, n_shards=1)
+    messages = segments.pop("scan_message")  # ffmpeg's messages hold its objects' addresses
+    assert "moov atom not found" in messages[segments["source_path"] == "b.mp4"].item()
+    pd.testing.assert_frame_equal(
+        segments, expected.drop(columns="scan_message").reset_index(drop=True), check_dtype=False
+    )
+    assert set(segments.loc[segments["scan_reason"] == "", "source_path"]) == {"a.mp4"}
+    assert segments.loc[segments["source_path"] == "b.mp4", "scan_reason"].item() != ""
+    log = (tmp_path / "scan.log").read_text()
+    assert "no segment from b.mp4" in log and "2 videos" in log

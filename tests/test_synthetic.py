@@ -349,3 +349,41 @@ def test_config_defaults_match_the_schema_and_bad_sizes_are_refused():
         SyntheticConfig(video_width=127)
     with pytest.raises(ValueError, match="n_short"):
         SyntheticConfig(n_videos=2, n_short=3)
+
+
+def test_the_make_synthetic_world_adapter_builds_the_world_of_its_params(world, tmp_path):
+    """Rule make_synthetic_world with a stand-in job: the same config and seed give the world of
+    :func:`make_world` itself, byte for byte, and its summary beside it."""
+    import dataclasses
+
+    from adapter_helpers import Job, run_adapter
+
+    paths = world_paths(tmp_path / "resources")
+    job = Job(
+        input=Job(),
+        output=Job(
+            segments=str(paths["csv"]),
+            ontology=str(paths["ontology"]),
+            videos=str(paths["videos"]),
+            voc=[str(paths["voc"] / "ImageSets" / "Main" / f"{split}.txt") for split in ("trainval", "test")],
+            summary=str(tmp_path / "resources" / "synthetic" / "world.json"),
+        ),
+        params=Job(synthetic=dataclasses.asdict(TINY), voc_root=str(paths["voc"]), seed=7),
+        wildcards=Job(),
+        log=[str(tmp_path / "world.log")],
+        rule="make_synthetic_world",
+        threads=2,
+    )
+    run_adapter("make_synthetic_world", job)
+    assert paths["csv"].read_bytes() == world["csv"].read_bytes()
+    assert paths["ontology"].read_bytes() == world["ontology"].read_bytes()
+    assert sorted(p.name for p in paths["videos"].iterdir()) == sorted(
+        p.name for p in world["videos"].iterdir()
+    )
+    summary, expected = (
+        json.loads(Path(job.output.summary).read_text()),
+        json.loads(json.dumps(world["summary"])),
+    )
+    assert summary.pop("seconds") > 0 and summary == {
+        key: value for key, value in expected.items() if key != "seconds"
+    }

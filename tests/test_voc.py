@@ -308,3 +308,52 @@ def test_md5_of_official_names_is_checked(tmp_path):
     other = tmp_path / "mirror.tar"
     other.write_bytes(b"anything")
     check_known_md5(other)  # unknown name: nothing to compare with
+
+
+def test_the_fetch_voc07_adapter_fetches_unpacks_and_checks_the_official_md5(tmp_path):
+    """Rule fetch_voc07 with a stand-in job against a loopback server: the two tarballs are
+    fetched (checksums as configured), unpacked into voc.root; a tarball under an official
+    name whose MD5 is not the official one is refused, naming it."""
+    import hashlib
+
+    from adapter_helpers import Job, run_adapter
+    from httpserver import MediaServer
+
+    from soundsup.voc import VOC07_MD5
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "VOCtrainval.tar", "w") as archive:
+        add_bytes(archive, "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt", b"000005\n")
+        add_bytes(archive, "VOCdevkit/VOC2007/JPEGImages/000005.jpg", b"a")
+    with tarfile.open(served / "VOCtest.tar", "w") as archive:
+        add_bytes(archive, "VOCdevkit/VOC2007/ImageSets/Main/test.txt", b"000001\n")
+        add_bytes(archive, "VOCdevkit/VOC2007/JPEGImages/000001.jpg", b"b")
+    official = sorted(VOC07_MD5)[0]
+    (served / official).write_bytes((served / "VOCtest.tar").read_bytes())
+    root = tmp_path / "resources" / "voc" / "VOCdevkit" / "VOC2007"
+
+    def job(names):
+        return Job(
+            input=Job(),
+            output=Job(
+                voc=[str(root / "ImageSets" / "Main" / f"{split}.txt") for split in ("trainval", "test")]
+            ),
+            params=Job(
+                urls=[server.url(name) for name in names],
+                sha256=[hashlib.sha256((served / name).read_bytes()).hexdigest() for name in names],
+                voc_root=str(root),
+                tar_dir=str(tmp_path / "resources" / "voc" / "tar"),
+            ),
+            wildcards=Job(),
+            log=[str(tmp_path / "fetch_voc07.log")],
+            rule="fetch_voc07",
+            threads=1,
+        )
+
+    with MediaServer(served, {}) as server:
+        run_adapter("fetch_voc07", job(["VOCtrainval.tar", "VOCtest.tar"]))
+        assert (root / "ImageSets" / "Main" / "test.txt").read_text() == "000001\n"
+        assert sorted(p.name for p in (root / "JPEGImages").iterdir()) == ["000001.jpg", "000005.jpg"]
+        with pytest.raises(VOCFormatError, match=rf"{official}: MD5 .* differs from the official"):
+            run_adapter("fetch_voc07", job(["VOCtrainval.tar", official]))
