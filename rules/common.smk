@@ -367,19 +367,24 @@ def frozen_features(wildcards):
     }
 
 
+def frozen_runs(layers_key="layers"):
+    """[model, layer] of every SVM (``layers``) or low-shot (``lowshot_layers``) job, in the
+    order of its files: the tables get them as params, never from the paths."""
+    return [
+        [model, layer] for model in MODELS for layer in model_layers(model, layers_key)
+    ]
+
+
 def svm_files(wildcards=None):
     return [
-        f"results/frozen/{model}/svm/{layer}/ap.csv"
-        for model in MODELS
-        for layer in model_layers(model)
+        f"results/frozen/{model}/svm/{layer}/ap.csv" for model, layer in frozen_runs()
     ]
 
 
 def lowshot_files(wildcards=None):
     return [
         f"results/frozen/{model}/lowshot/{layer}/map.csv"
-        for model in MODELS
-        for layer in model_layers(model, "lowshot_layers")
+        for model, layer in frozen_runs("lowshot_layers")
     ]
 
 

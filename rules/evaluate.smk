@@ -129,6 +129,8 @@ rule tabulate_frozen:
         "../envs/report.yaml"
     params:
         models=frozen_models(),
+        svm_runs=frozen_runs(),  # [model, layer] of each svm file, in order
+        lowshot_runs=frozen_runs("lowshot_layers"),
         knn_k=config["svm"]["knn_k"],
     script:
         "../workflow_scripts/tabulate_frozen.py"

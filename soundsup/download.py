@@ -460,3 +460,37 @@ def shard_was_skipped(manifest: pd.DataFrame) -> bool:
     """Whether :func:`settle_shard` skipped the shard of ``manifest`` (manifests from before
     the column existed were never skipped)."""
     return bool("shard_skipped" in manifest and manifest["shard_skipped"].any())
+
+
+def download_job(
+    *,
+    selection_path: str | Path,
+    shard: int,
+    config: DownloadConfig,
+    cache_dir: str | Path,
+    folder_path: str | Path | None,
+    manifest_path: str | Path,
+) -> pd.DataFrame:
+    """Rule ``download_clips``: the segments of ``shard`` in the selection -> clips in the
+    cache and the shard's manifest (its verdict included, :func:`settle_shard`).
+
+    Segments with a ``source_path`` (world folder) are cut from the videos of ``folder_path``
+    (``folder.path``: where from, like ``download.local_dir``, not a rerun trigger). Every
+    failure is logged with its reason.
+    """
+    from soundsup.io import write_parquet
+
+    selection = pd.read_parquet(selection_path)
+    segments = selection[selection["shard"] == shard].reset_index(drop=True)
+    folder = folder_path if "source_path" in segments.columns else None
+    log.info("shard %d: %d segments, source %s", shard, len(segments), folder or config.source)
+    manifest = download_shard(segments, cache_dir, config, folder=folder)
+    failed = manifest[manifest["status"] != "ok"]
+    for reason, count in failed["reason"].value_counts().items():
+        log.info("shard %d: %d failed (%s)", shard, count, reason)
+    for row in failed.itertuples():
+        where = f" ({row.source_path})" if row.source_path else ""
+        log.info("failed %s@%.3f%s: %s: %s", row.ytid, row.start, where, row.reason, row.message)
+    settled = settle_shard(manifest, config, name=f"shard {shard}")
+    write_parquet(manifest_path, settled)
+    return settled

@@ -243,3 +243,35 @@ def plot_lowshot(table: pd.DataFrame, path: str | Path) -> None:
     for index in range(len(panels), n_rows * columns):
         grid[index // columns][index % columns].set_visible(False)
     save_png(figure, path)
+
+
+def tabulate_frozen(
+    *,
+    svm_paths: Sequence[str | Path],
+    svm_runs: Sequence[Sequence[str]],
+    lowshot_paths: Sequence[str | Path],
+    lowshot_runs: Sequence[Sequence[str]],
+    knn_paths: Sequence[str | Path],
+    models: Mapping[str, Mapping[str, str]],
+    knn_k: int,
+    svm_table_path: str | Path,
+    lowshot_table_path: str | Path,
+    knn_table_path: str | Path,
+) -> None:
+    """Rule ``tabulate_frozen``: the three tables from every job's file. ``svm_runs`` and
+    ``lowshot_runs`` are the ``[model, layer]`` of each file, in order; ``knn_paths`` follow
+    ``models``."""
+    from soundsup.tables import write_table
+
+    def keyed(
+        paths: Sequence[str | Path], runs: Sequence[Sequence[str]]
+    ) -> dict[tuple[str, str], str | Path]:
+        if len(paths) != len(runs):
+            raise FrozenTableError(f"{len(paths)} files for {len(runs)} (model, layer) runs")
+        return {(str(model), str(layer)): path for (model, layer), path in zip(runs, paths, strict=True)}
+
+    if len(knn_paths) != len(models):
+        raise FrozenTableError(f"{len(knn_paths)} k-NN files for {len(models)} models")
+    write_table(svm_layers_table(keyed(svm_paths, svm_runs), models), svm_table_path)
+    write_table(lowshot_table(keyed(lowshot_paths, lowshot_runs), models), lowshot_table_path)
+    write_table(knn_table(dict(zip(models, knn_paths, strict=True)), models, knn_k), knn_table_path)

@@ -300,3 +300,46 @@ def _index_rows(row, times: list[float], numbers: list[int]) -> list[dict]:
          "source_path": str(getattr(row, "source_path", "") or "")}
         for time_s, number in zip(times, numbers, strict=True)
     ]  # fmt: skip
+
+
+def extract_pairs_job(
+    *,
+    manifest_path: str | Path,
+    config: PairConfig,
+    config_slice: dict,
+    threads: int,
+    index_path: str | Path,
+    frames_path: str | Path,
+    audio_path: str | Path,
+    failures_path: str | Path,
+) -> pd.DataFrame:
+    """Rule ``extract_pairs``: the clips of one shard's manifest -> frames, audio windows, their
+    index and the clips that gave no pair (with their reasons).
+
+    A shard the download skipped (``download.on_shard_failure: skip``) gives no pairs; every
+    clip the manifest lists is checked against its cache record first
+    (:func:`soundsup.clips.verify_manifest_clips`: a damaged one fails the job, naming it, and
+    the next run fetches it again). The index is written last.
+    """
+    from soundsup.clips import verify_manifest_clips
+    from soundsup.download import shard_was_skipped
+    from soundsup.io import save_npy, write_meta, write_parquet
+
+    manifest = pd.read_parquet(manifest_path)
+    if shard_was_skipped(manifest):
+        log.warning("%s: the shard was skipped (too many failed clips): no pairs", manifest_path)
+        manifest = manifest.iloc[0:0]
+    verify_manifest_clips(manifest, manifest_path)
+    index, frames, audio, failures = extract_shard(manifest, config, threads=threads)
+    if not (len(index) == len(frames) == len(audio)):
+        raise RuntimeError(f"index ({len(index)}), frames ({len(frames)}) and audio ({len(audio)}) disagree")
+    for row in failures.itertuples():
+        log.info("no pair from %s@%.3f: %s: %s", row.ytid, row.start, row.reason, row.message)
+    n_clips = int((manifest["status"] == "ok").sum()) if len(manifest) else 0
+    log.info("%d pairs from %d clips, %d clips skipped", len(index), n_clips, len(failures))
+    save_npy(frames_path, frames)
+    save_npy(audio_path, audio)
+    write_parquet(failures_path, failures)
+    write_parquet(index_path, index)
+    write_meta(index_path, config_slice, n_pairs=len(index))
+    return index

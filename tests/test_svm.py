@@ -604,22 +604,18 @@ def test_adapters_extract_train_score_and_tabulate(tiny_voc, tmp_path):
             params={"svm": svm, "layers": ["conv5", "fc7"], "voc_root": str(tiny_voc)},
             wildcards={"model": "random-alexnet"}, log=tmp_path / "knn.log", config=config)  # fmt: skip
     assert list(pd.read_csv(knn)["layer"].unique()) == ["conv5", "fc7"]
-    # The tables' rule reads the results from the paths the rules write.
-    results = tmp_path / "results" / "frozen" / "random-alexnet"
-    for source, target in ((ap, results / "svm/conv5/ap.csv"), (lowshot, results / "lowshot/conv5/map.csv"),
-                           (knn, results / "knn/ap.csv")):  # fmt: skip
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
+    # The tables' rule is told which model and layer each file holds (params), whatever its path.
     tables = {name: str(tmp_path / f"{name}.csv") for name in ("svm", "lowshot", "knn")}
     adapter(
         "tabulate_frozen",
-        input={
-            "svm": [str(results / "svm/conv5/ap.csv")],
-            "lowshot": [str(results / "lowshot/conv5/map.csv")],
-            "knn": [str(results / "knn/ap.csv")],
-        },  # fmt: skip
+        input={"svm": [str(ap)], "lowshot": [str(lowshot)], "knn": [str(knn)]},
         output=tables,
-        params={"models": {"random-alexnet": {"arch": "alexnet", "init": "random"}}, "knn_k": 20},
+        params={
+            "models": {"random-alexnet": {"arch": "alexnet", "init": "random"}},
+            "svm_runs": [["random-alexnet", "conv5"]],
+            "lowshot_runs": [["random-alexnet", "conv5"]],
+            "knn_k": 20,
+        },
         log=tmp_path / "tabulate.log",
         config=config,
     )
