@@ -290,6 +290,22 @@ def montage_rows(
     return rows
 
 
+def plot_clusters(
+    labels_path: str | Path,
+    index_paths: Sequence[str | Path],
+    frame_paths: Sequence[str | Path],
+    path: str | Path,
+    seed: int,
+) -> None:
+    """Rule ``plot_clusters``: Fig. 1 from the cluster labels and the shards' frames, read
+    memory-mapped (each checked against its index): only the frames shown are read."""
+    from soundsup.shards import aligned_frames, read_aligned_labels
+
+    labels, _ = read_aligned_labels(labels_path, index_paths)
+    frames = aligned_frames(frame_paths, index_paths)
+    plot_cluster_montage(frames, labels["cluster"].to_numpy(), path, seed=seed)
+
+
 def plot_cluster_montage(
     frames: np.ndarray,
     clusters: np.ndarray,

@@ -618,3 +618,26 @@ def gather_selection(
     }  # fmt: skip
     log.info("folder selection: %s", counts)
     return selection, rejected, counts
+
+
+def scan_shard_job(
+    *,
+    videos: Sequence[Sequence],
+    config: FolderConfig,
+    min_duration_s: float,
+    n_shards: int,
+    shard: int | str,
+    threads: int,
+    segments_path: str | Path,
+) -> pd.DataFrame:
+    """Rule ``scan_folder``: the videos of one shard (as listed when the workflow started) ->
+    its segments, each video that gave none logged with its reason."""
+    from soundsup.io import write_parquet
+
+    log.info("shard %s: %d videos of %s", shard, len(videos), config.path)
+    segments = select_shard(videos, config, min_duration_s=min_duration_s, n_shards=n_shards, threads=threads)
+    for row in segments[segments["scan_reason"] != ""].itertuples():
+        log.info("no segment from %s: %s: %s", row.source_path, row.scan_reason, row.scan_message)
+    log.info("%d segments from %d videos", (segments["scan_reason"] == "").sum(), len(videos))
+    write_parquet(segments_path, segments)
+    return segments

@@ -275,3 +275,11 @@ def tabulate_frozen(
     write_table(svm_layers_table(keyed(svm_paths, svm_runs), models), svm_table_path)
     write_table(lowshot_table(keyed(lowshot_paths, lowshot_runs), models), lowshot_table_path)
     write_table(knn_table(dict(zip(models, knn_paths, strict=True)), models, knn_k), knn_table_path)
+
+
+def plot_frozen(
+    svm_table_path: str | Path, lowshot_table_path: str | Path, svm_png: str | Path, lowshot_png: str | Path
+) -> None:
+    """Rule ``plot_frozen``: the SVM-by-layer and low-shot figures from their tables."""
+    plot_svm_layers(read_table(svm_table_path), svm_png)
+    plot_lowshot(read_table(lowshot_table_path), lowshot_png)

@@ -5,10 +5,10 @@ from _common import run
 
 
 def main(snakemake) -> None:
-    from soundsup.frozen_report import plot_lowshot, plot_svm_layers, read_table
+    from soundsup.frozen_report import plot_frozen
 
-    plot_svm_layers(read_table(snakemake.input.svm), snakemake.output.svm)
-    plot_lowshot(read_table(snakemake.input.lowshot), snakemake.output.lowshot)
+    inputs, outputs = snakemake.input, snakemake.output
+    plot_frozen(inputs.svm, inputs.lowshot, outputs.svm, outputs.lowshot)
 
 
 run(main, snakemake)  # noqa: F821
