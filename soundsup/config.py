@@ -47,7 +47,7 @@ REMOVED_KEYS = {
         "download.proxy_env names)"
     ),
 }
-URL_PLACEHOLDERS = frozenset({"ytid"})
+URL_FIELDS = frozenset({"ytid"})  # the replacement fields a clip URL template may hold
 # torchvision's ImageNet weights (``voc.imagenet_weights.<arch>: torchvision``), fetched by the
 # rule fetch_imagenet_weights on the submit host; the 8 hex digits in each name are the start
 # of the file's SHA-256 (tests/test_config.py checks these against torchvision's own table).
@@ -372,22 +372,31 @@ def byte_rate(text: str) -> int | None:
 
 
 def url_template_problem(template: str) -> str | None:
-    """Why ``template`` cannot be a clip URL template (None when it can)."""
+    """Why ``template`` cannot be a clip URL template (None when it can): an http(s) URL with a
+    host whose only replacement field is a plain ``{ytid}``."""
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as error:
         return f"download.url_template={template!r} is not a valid template ({error})"
-    unknown = sorted(fields - URL_PLACEHOLDERS)
+    names = {name for name, _, _ in fields}
+    unknown = sorted(names - URL_FIELDS)
     if unknown:
         return (
-            f"download.url_template={template!r} has unknown placeholders {unknown} "
-            f"(allowed: {sorted(URL_PLACEHOLDERS)})"
+            f"download.url_template={template!r} has unknown fields {unknown} (allowed: {sorted(URL_FIELDS)})"
         )
-    if "ytid" not in fields:
+    if "ytid" not in names:
         return f"download.url_template={template!r} must contain {{ytid}}"
-    scheme = urlsplit(template.format(ytid="x")).scheme.lower()
-    if scheme not in ("http", "https"):
-        return f"download.url_template={template!r} must be an http:// or https:// URL (got {scheme!r})"
+    if any(spec or conversion for _, spec, conversion in fields):
+        return f"download.url_template={template!r}: {{ytid}} takes no conversion or format spec"
+    parts = urlsplit(template.format(ytid="A" * 11))
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"download.url_template={template!r} must be an http:// or https:// URL (got {parts.scheme!r})"
+    if not parts.hostname:
+        return f"download.url_template={template!r} names no host"
     return None
 
 

@@ -31,13 +31,11 @@ import logging
 import math
 import os
 import shutil
-import string
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -55,10 +53,11 @@ from soundsup.clips import (
     write_record,
     writing,
 )
+from soundsup.config import url_template_problem
 from soundsup.failures import LOCAL_RETRIED_REASONS, RETRIED_REASONS, classify_error
 from soundsup.fetchers import Fetched, FolderFetcher, LocalFetcher, YtdlpFetcher, rate_bytes, source_seconds
 from soundsup.ffmpeg import ffmpeg_on_path
-from soundsup.io import OutputWriteError
+from soundsup.io import OutputWriteError, write_parquet
 from soundsup.redact import redact, secrets_in_environment
 from soundsup.ytdlp_worker import WorkerStartError
 
@@ -79,30 +78,6 @@ MANIFEST_COLUMNS = (
     "source_path",
 )
 MAX_PAUSE_S = 3600.0
-
-
-def check_url_template(template: str) -> None:
-    """Raise ``ValueError`` unless ``template`` is an http(s) URL whose only placeholder is ``{ytid}``."""
-    try:
-        fields = [
-            (name, spec, conversion)
-            for _, name, spec, conversion in string.Formatter().parse(template)
-            if name is not None
-        ]
-    except ValueError as error:
-        raise ValueError(f"download.url_template {template!r} is not a valid template: {error}") from error
-    names = {name for name, _, _ in fields}
-    if names != {"ytid"} or any(spec or conversion for _, spec, conversion in fields):
-        others = sorted(repr("{" + name + "}") for name in names - {"ytid"})
-        detail = f"it has {', '.join(others)}" if others else "found no plain '{ytid}'"
-        raise ValueError(
-            f"download.url_template {template!r}: the only placeholder allowed is '{{ytid}}' ({detail})"
-        )
-    parts = urlsplit(template.format(ytid="A" * 11))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"download.url_template {template!r}: only http:// and https:// URLs with a host are fetched"
-        )
 
 
 @dataclass(frozen=True)
@@ -141,7 +116,8 @@ class DownloadConfig:
             raise ValueError(f"download.source must be 'youtube' or 'local', got {self.source!r}")
         if self.source == "local" and not self.local_dir:
             raise ValueError("download.source=local needs download.local_dir")
-        check_url_template(self.url_template)
+        if (problem := url_template_problem(self.url_template)) is not None:
+            raise ValueError(problem)
         if not (self.timeout_s > 0 and self.retries >= 0 and self.backoff_s >= 0 and self.concurrency >= 1):
             raise ValueError(
                 "download: timeout_s > 0, retries >= 0, backoff_s >= 0 and concurrency >= 1 are required"
@@ -478,8 +454,6 @@ def download_job(
     (``folder.path``: where from, like ``download.local_dir``, not a rerun trigger). Every
     failure is logged with its reason.
     """
-    from soundsup.io import write_parquet
-
     selection = pd.read_parquet(selection_path)
     segments = selection[selection["shard"] == shard].reset_index(drop=True)
     folder = folder_path if "source_path" in segments.columns else None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from soundsup.clips import ClipFailure, ffmpeg_error_line, writing
+from soundsup.config import byte_rate
 from soundsup.failures import classify_error, ffmpeg_notes, own_write_failure
 from soundsup.ffmpeg import ffmpeg_binary
 from soundsup.io import OutputWriteError
@@ -41,11 +42,10 @@ log = logging.getLogger(__name__)
 
 
 def rate_bytes(rate_limit: str | None) -> float | None:
+    """Bytes per second of ``download.rate_limit`` (yt-dlp's syntax, "2M"), None when unset."""
     if not rate_limit:
         return None
-    from yt_dlp.utils import parse_bytes
-
-    value = parse_bytes(rate_limit)
+    value = byte_rate(rate_limit)
     if not value:
         raise ValueError(f"download.rate_limit {rate_limit!r} is not a byte rate like '2M' or '500K'")
     return float(value)

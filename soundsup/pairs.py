@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soundsup.clips import DURATION_TOLERANCE_S, probe_clip
+from soundsup.clips import DURATION_TOLERANCE_S, probe_clip, verify_manifest_clips
+from soundsup.download import shard_was_skipped
 from soundsup.ffmpeg import ffmpeg_binary
+from soundsup.io import save_npy, write_meta, write_parquet
 from soundsup.waves import silent_windows, window_rms
 
 log = logging.getLogger(__name__)
@@ -321,10 +323,6 @@ def extract_pairs_job(
     (:func:`soundsup.clips.verify_manifest_clips`: a damaged one fails the job, naming it, and
     the next run fetches it again). The index is written last.
     """
-    from soundsup.clips import verify_manifest_clips
-    from soundsup.download import shard_was_skipped
-    from soundsup.io import save_npy, write_meta, write_parquet
-
     manifest = pd.read_parquet(manifest_path)
     if shard_was_skipped(manifest):
         log.warning("%s: the shard was skipped (too many failed clips): no pairs", manifest_path)
@@ -335,7 +333,7 @@ def extract_pairs_job(
         raise RuntimeError(f"index ({len(index)}), frames ({len(frames)}) and audio ({len(audio)}) disagree")
     for row in failures.itertuples():
         log.info("no pair from %s@%.3f: %s: %s", row.ytid, row.start, row.reason, row.message)
-    n_clips = int((manifest["status"] == "ok").sum()) if len(manifest) else 0
+    n_clips = int((manifest["status"] == "ok").sum())
     log.info("%d pairs from %d clips, %d clips skipped", len(index), n_clips, len(failures))
     save_npy(frames_path, frames)
     save_npy(audio_path, audio)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from soundsup.augment import center_crop_resize, color_jitter, normalize, random_resized_crop_flip
-from soundsup.device import autocast, autocast_dtype, memory_format
+from soundsup.device import autocast, autocast_dtype, memory_format, retain_freed_host_memory
 from soundsup.io import write_meta, write_text
 from soundsup.models import (
     MIN_INPUT_SIZE,
@@ -53,6 +53,7 @@ from soundsup.models import (
     save_torch,
     write_error,
 )
+from soundsup.names import ModelName
 from soundsup.progress import Eta, EventLog, job_logger
 
 log = logging.getLogger(__name__)
@@ -601,8 +602,6 @@ def train_pretext_job(
     which checks that labels, indices and frames line up); glibc keeps freed blocks for the
     step's re-allocations. TensorBoard events go beside the history when tensorboard is installed.
     """
-    from soundsup.device import retain_freed_host_memory
-    from soundsup.names import ModelName
     from soundsup.shards import load_pretext_data
 
     retain_freed_host_memory()  # training re-allocates the same big buffers every step

@@ -247,7 +247,7 @@ def test_numbers_take_their_schema_type():
         ({"voc": {"crop_size": 32}}, r"voc\.crop_size=32 is below 63"),
         ({"download": {"rate_limit": "fast"}}, r"download\.rate_limit='fast' is not a positive byte rate"),
         ({"download": {"rate_limit": "0"}}, r"download\.rate_limit='0'"),
-        ({"download": {"url_template": "https://x.org/{id}"}}, r"unknown placeholders \['id'\]"),
+        ({"download": {"url_template": "https://x.org/{id}"}}, r"unknown fields \['id'\]"),
         ({"download": {"url_template": "file:///videos/{ytid}.mp4"}}, r"must be an http:// or https:// URL"),
         ({"download": {"url_template": "https://x.org/watch"}}, r"must contain \{ytid\}"),
         ({"download": {"url_template": "https://x.org/{ytid"}}, r"is not a valid template"),
