@@ -11,6 +11,7 @@ if WORLD == "folder":
             "logs/scan_folder/shard-{shard}.log",
         benchmark:
             "results/benchmarks/scan_folder/shard-{shard}.tsv"
+        priority: PRETEXT_CHAIN
         conda:
             "../envs/acquire.yaml"
         threads: 2
@@ -35,6 +36,7 @@ rule select_segments:
         "logs/select_segments.log",
     benchmark:
         "results/benchmarks/select_segments.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/acquire.yaml"
     resources:
@@ -70,6 +72,7 @@ rule download_clips:
         "logs/download_clips/shard-{shard}.log",
     benchmark:
         "results/benchmarks/download_clips/shard-{shard}.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/acquire.yaml"
     threads: 1
@@ -95,6 +98,7 @@ rule extract_pairs:
         "logs/extract_pairs/shard-{shard}.log",
     benchmark:
         "results/benchmarks/extract_pairs/shard-{shard}.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/acquire.yaml"
     threads: 1

@@ -36,6 +36,10 @@ if (
     workflow.register_resource("gpu", visible_gpu_count())
 
 SHARDS = list(range(config["shards"]))
+# The chain from the segments to the pretext models is the DAG's critical path: everything
+# downstream waits for a model, so its jobs go first whenever a core is free (the scheduler
+# otherwise prefers the jobs with the largest inputs, such as the random baselines' VOC runs).
+PRETEXT_CHAIN = 10
 FEATURES = config["features"]["names"]
 KS = config["clusters"]["k"]
 ARCHS = config["pretext"]["arch"]

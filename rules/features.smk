@@ -12,6 +12,7 @@ rule compute_texture:
         "logs/compute_texture/shard-{shard}.log",
     benchmark:
         "results/benchmarks/compute_texture/shard-{shard}.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/audio.yaml"
     threads: 1
@@ -36,6 +37,7 @@ rule compute_mfcc:
         "logs/compute_mfcc/shard-{shard}.log",
     benchmark:
         "results/benchmarks/compute_mfcc/shard-{shard}.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/audio.yaml"
     threads: 1
@@ -62,9 +64,10 @@ rule cluster_kmeans:
         "logs/cluster_kmeans/{feature}-k{k}.log",
     benchmark:
         "results/benchmarks/cluster_kmeans/{feature}-k{k}.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: config["clusters"]["threads"]
     resources:
         mem_mb=8000,
     params:

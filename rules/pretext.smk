@@ -17,6 +17,7 @@ rule train_pretext:
         "logs/train_pretext/{feature}-k{k}-{arch}.log",
     benchmark:
         "results/benchmarks/train_pretext/{feature}-k{k}-{arch}.tsv"
+    priority: PRETEXT_CHAIN
     conda:
         "../envs/torch.yaml"
     threads: config["pretext"]["threads"]

@@ -15,6 +15,7 @@ if SYNTHETIC:
             "logs/make_synthetic_world.log",
         benchmark:
             "results/benchmarks/make_synthetic_world.tsv"
+        priority: PRETEXT_CHAIN
         conda:
             "../envs/media.yaml"
         threads: 2
