@@ -13,7 +13,7 @@ from matplotlib.container import ErrorbarContainer
 from PIL import Image
 from test_tables import records_of
 
-from soundsup import figures, tables
+from soundsup import activations, figures, tables
 from soundsup.augment import IMAGENET_MEAN, IMAGENET_STD
 from soundsup.canvas import DPI
 from soundsup.figures import FigureError
@@ -196,6 +196,14 @@ def test_feature_comparison_with_few_models(table1, tmp_path):
     only_alexnet_head = table1.loc[table1["arch"] == "alexnet"].assign(all_map=np.nan)
     figures.plot_feature_comparison(only_alexnet_head, tmp_path / "one.png")
     assert_png(tmp_path / "one.png", 5.5, 3.8 + 0.4)
+    # an architecture trained on one feature only has nothing to compare: no panel of its own
+    no_resnet_mfcc = table1.loc[~((table1["arch"] == "resnet18") & (table1["feature"] == "mfcc"))]
+    figure = figures.feature_comparison_figure(no_resnet_mfcc)
+    assert [axes.get_title() for axes in figure.axes] == ["alexnet, head", "alexnet, all"]
+    # with no architecture of both features, the panels of the one there is
+    texture_only = table1.loc[table1["feature"] != "mfcc"]
+    titles = [axes.get_title() for axes in figures.feature_comparison_figure(texture_only).axes]
+    assert titles == ["alexnet, head", "alexnet, all", "resnet18, head", "resnet18, all"]
 
 
 def test_cluster_montage(tmp_path):
@@ -218,7 +226,7 @@ def test_cluster_montage(tmp_path):
 
 def test_to_model_input():
     frames = np.full((2, 16, 16, 3), 255, dtype=np.uint8)
-    images = figures.to_model_input(frames, 24)
+    images = activations.to_model_input(frames, 24)
     assert images.shape == (2, 3, 24, 24) and images.dtype == torch.float32
     expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(images[0, :, 5, 5], expected)
@@ -250,27 +258,27 @@ def test_top_activations_finds_the_hand_set_answer():
     torch.manual_seed(0)
     levels = np.random.default_rng(2).permutation(np.linspace(10, 245, 12)).astype(np.uint8)
     frames = np.broadcast_to(levels[:, None, None, None], (12, 40, 40, 3)).copy()
-    images = figures.to_model_input(frames, 64)
+    images = activations.to_model_input(frames, 64)
     model = hand_set_alexnet(bright_filter=17, dark_filter=200)
     model.train()
     layer = conv_layers(model)["conv3"]
-    top = figures.top_activations(model, layer, images, [17, 200, 3], top=9, batch_size=5)
+    top = activations.top_activations(model, layer, images, [17, 200, 3], top=9, batch_size=5)
     assert model.training  # mode restored
     brightest_first = np.argsort(-levels.astype(int), kind="stable")
     np.testing.assert_array_equal(top[17], brightest_first[:9])
     assert top[200][0] == int(np.argmin(levels))
     assert top[3].shape == (9,) and top[3].dtype == np.int64
-    lazy = figures.FrameInputs(frames, 64)  # converted a batch at a time: the same answers
+    lazy = activations.FrameInputs(frames, 64)  # converted a batch at a time: the same answers
     assert lazy.shape == tuple(images.shape) and len(lazy) == 12
     torch.testing.assert_close(lazy[3:7], images[3:7])
-    assert all((figures.top_activations(model, layer, lazy, [17, 200], batch_size=5)[f] == top[f]).all()
+    assert all((activations.top_activations(model, layer, lazy, [17, 200], batch_size=5)[f] == top[f]).all()
                for f in (17, 200))  # fmt: skip
-    chosen = figures.choose_filters(model, layer, images, n_filters=2, batch_size=5)
-    assert figures.choose_filters(model, layer, lazy, n_filters=2, batch_size=5) == chosen
+    chosen = activations.choose_filters(model, layer, images, n_filters=2, batch_size=5)
+    assert activations.choose_filters(model, layer, lazy, n_filters=2, batch_size=5) == chosen
     assert sorted(chosen) == [17, 200]
-    assert figures.choose_filters(model, layer, images, n_filters=2, batch_size=7) == chosen
+    assert activations.choose_filters(model, layer, images, n_filters=2, batch_size=7) == chosen
     with pytest.raises(FigureError, match="out of range"):
-        figures.top_activations(model, layer, images, [384])
+        activations.top_activations(model, layer, images, [384])
 
 
 def test_plot_top_activations_prints_each_frames_activation(tmp_path):
@@ -278,26 +286,27 @@ def test_plot_top_activations_prints_each_frames_activation(tmp_path):
     levels = np.random.default_rng(3).permutation(np.linspace(10, 245, 20)).astype(np.uint8)
     images = np.broadcast_to(levels[:, None, None, None], (20, 40, 40, 3)).copy()
     model = hand_set_alexnet(bright_filter=17, dark_filter=200)
-    activations = figures.max_activations(
-        model, conv_layers(model)["conv3"], figures.to_model_input(images, 64)
+    maxima = activations.max_activations(
+        model, conv_layers(model)["conv3"], activations.to_model_input(images, 64)
     )
-    top, values = figures.strongest_images(activations, [17, 200, 5], top=9)
+    top, values = activations.strongest_images(maxima, [17, 200, 5], top=9)
     for index in top:
-        np.testing.assert_array_equal(values[index], activations[top[index], index])
+        np.testing.assert_array_equal(values[index], maxima[top[index], index])
         assert (np.diff(values[index]) <= 0).all()  # highest first
     assert 10 < values[17][0] < 100 and values[5].max() == 0  # the brightness filter responds, 5 is zero
     top[5], values[5] = top[5][:3], values[5][:3]  # a filter with fewer images than the grid holds
-    figure = figures.top_activations_figure(images, top, "conv3 of texture-k8-alexnet", values)
+    figure = activations.top_activations_figure(images, top, "conv3 of texture-k8-alexnet", values)
     for axes, index in zip(figure.axes, top, strict=True):
         assert axes.get_title() == f"filter {index}"
         # one format for the figure, three significant digits on its largest value (10 to 100 here)
         assert [text.get_text() for text in axes.texts] == [f"{value:.1f}" for value in values[index]]
-    figures.plot_top_activations(images, top, tmp_path / "top.png", "conv3", values)
+    activations.plot_top_activations(images, top, tmp_path / "top.png", "conv3", values)
     assert_png(tmp_path / "top.png", 3 * 3.2, 3.4 + 0.6)
     with pytest.raises(FigureError, match="out of range"):
-        figures.plot_top_activations(images, {1: np.array([25])}, tmp_path / "bad.png", "x", {1: [1.0]})
+        activations.plot_top_activations(images, {1: np.array([25])}, tmp_path / "bad.png", "x", {1: [1.0]})
     with pytest.raises(FigureError, match="filter 17: 9 images but 3 activation values"):
-        figures.plot_top_activations(images, top, tmp_path / "bad.png", "x", {**values, 17: values[17][:3]})
+        bad_values = {**values, 17: values[17][:3]}
+        activations.plot_top_activations(images, top, tmp_path / "bad.png", "x", bad_values)
 
 
 def test_pretext_curves(tmp_path):

@@ -4,7 +4,7 @@ from _common import run
 
 
 def main(snakemake) -> None:
-    from soundsup.figures import plot_activations
+    from soundsup.activations import plot_activations
 
     params = snakemake.params
     plot_activations(
