@@ -11,6 +11,7 @@ from soundsup.config import (
     pretext_section,
     rule_params,
     validate_config,
+    voc_section,
 )
 from soundsup.names import ModelName, model_names, sound_model_names, wildcard_pattern
 from soundsup.estimate import finetune_minutes, n_frames, pretext_minutes
@@ -41,7 +42,6 @@ SHARDS = list(range(config["shards"]))
 # otherwise prefers the jobs with the largest inputs, such as the random baselines' VOC runs).
 PRETEXT_CHAIN = 10
 FEATURES = config["features"]["names"]
-KS = config["clusters"]["k"]
 ARCHS = config["pretext"]["arch"]
 MODES = config["voc"]["modes"]
 SEEDS = config["voc"]["seeds"]
@@ -307,6 +307,19 @@ VOC_KEYS_NOT_FINETUNING = (
     "imagenet_weights",
     "external",
 )
+
+
+def voc_params(wildcards):
+    """finetune_voc's params: the voc keys that shape its run, as its model's architecture sees
+    them (voc.per_arch), so an architecture's override reruns only its own models."""
+    arch = model_spec(wildcards.model).arch
+    resolved = {**config, "voc": voc_section(config, arch)}
+    return rule_params(resolved, SCHEMA, "voc", exclude=VOC_KEYS_NOT_FINETUNING)
+
+
+def voc_crop_size(wildcards):
+    """The image size of a model's frozen-feature extraction: its architecture's voc.crop_size."""
+    return voc_section(config, model_spec(wildcards.model).arch)["crop_size"]
 
 
 def pretext_runtime(wildcards, input, attempt):

@@ -24,7 +24,7 @@ rule extract_frozen_features:
     params:
         svm=svm_params("extract"),
         backbone=backbone_params,
-        crop_size=config["voc"]["crop_size"],
+        crop_size=voc_crop_size,
         seed=config["seed"],
         voc_root=lambda wildcards, input: voc_root_of(input.voc[0]),
     script:

@@ -71,7 +71,7 @@ rule cluster_kmeans:
     resources:
         mem_mb=8000,
     params:
-        clusters=params_of("clusters", exclude=("k",)),
+        clusters=params_of("clusters", exclude=("k", "per_feature")),  # k is the wildcard
         seed=config["seed"],
     script:
         "../workflow_scripts/cluster_kmeans.py"

@@ -103,12 +103,10 @@ rule plot_activations:
 
 rule plot_training:
     input:
-        histories=expand(
-            "results/pretext/{feature}/k{k}/{arch}/history.jsonl",
-            feature=FEATURES,
-            k=KS,
-            arch=ARCHS,
-        ),
+        histories=[
+            pretext_model_path(name).replace("model.pt", "history.jsonl")
+            for name in sound_model_names(config)
+        ],
     output:
         report(
             "results/figures/pretext_curves.png",

@@ -48,7 +48,7 @@ rule finetune_voc:
         mem_mb=config["voc"]["mem_mb"],
         runtime=finetune_runtime,
     params:
-        voc=params_of("voc", exclude=VOC_KEYS_NOT_FINETUNING),
+        voc=voc_params,
         backbone=backbone_params,
         voc_root=lambda wildcards, input: voc_root_of(input.voc[0]),
         checkpoint="results/voc/{model}/{mode}/seed{seed}/checkpoint.pt",

@@ -31,7 +31,15 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
-from soundsup.names import MIN_INPUT_SIZE, TEXTURE_SAMPLE_RATE, external_problem, sound_model_names
+from soundsup.names import (
+    MIN_INPUT_SIZE,
+    TEXTURE_SAMPLE_RATE,
+    arch_ks,
+    external_problem,
+    feature_archs,
+    feature_ks,
+    sound_model_names,
+)
 
 
 class ConfigError(ValueError):
@@ -271,15 +279,18 @@ def _derive_figures(config: dict) -> None:
     ``clusters.k`` or ``features.names`` alone never leaves a figure asking for a model that
     is not trained)."""
     figures = config["figures"]
-    features, archs = config["features"]["names"], config["pretext"]["arch"]
-    ks = sorted(config["clusters"]["k"])
+    features = config["features"]["names"]
     if figures["montage_feature"] is None:
         figures["montage_feature"] = "texture" if "texture" in features else features[0]
+    ks = sorted(feature_ks(config, figures["montage_feature"]))
     if figures["montage_k"] is None:
         figures["montage_k"] = 15 if 15 in ks else ks[len(ks) // 2]
     if figures["activation_model"] is None:
+        feature, k = figures["montage_feature"], figures["montage_k"]
+        archs = [arch for arch in feature_archs(config, feature) if arch_ks(config, arch, [k])]
+        archs = archs or feature_archs(config, feature)  # none at that k: _check_consistency says so
         arch = "alexnet" if "alexnet" in archs else archs[0]
-        figures["activation_model"] = f"{figures['montage_feature']}-k{figures['montage_k']}-{arch}"
+        figures["activation_model"] = f"{feature}-k{k}-{arch}"
 
 
 def _is_removed(error: jsonschema.ValidationError) -> bool:
@@ -323,10 +334,21 @@ def runtime_settings(config: Mapping[str, Any], schema: Mapping[str, Any], secti
 
 def pretext_section(config: Mapping[str, Any], arch: str) -> dict:
     """The pretext section as a train_pretext job of ``arch`` sees it: ``pretext.per_arch[arch]``
-    over the section's own values, without ``per_arch`` itself."""
+    over the section's own values, without ``per_arch`` and ``per_feature`` themselves (nor
+    ``per_arch[arch].k``: they say which models exist, not how one trains)."""
     pretext = dict(config["pretext"])
-    overrides = pretext.pop("per_arch", {}) or {}
-    return {**pretext, **(overrides.get(arch) or {})}
+    pretext.pop("per_feature", None)  # which models exist, not how one trains
+    overrides = dict((pretext.pop("per_arch", {}) or {}).get(arch) or {})
+    overrides.pop("k", None)  # which models exist too
+    return {**pretext, **overrides}
+
+
+def voc_section(config: Mapping[str, Any], arch: str) -> dict:
+    """The voc section as a fine-tuning or frozen-feature job of a model of ``arch`` sees it:
+    ``voc.per_arch[arch]`` over the section's own values, without ``per_arch`` itself."""
+    voc = dict(config["voc"])
+    overrides = voc.pop("per_arch", {}) or {}
+    return {**voc, **(overrides.get(arch) or {})}
 
 
 def build_settings(cls: type, values: Mapping[str, Any]) -> Any:
@@ -485,10 +507,27 @@ def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = N
     problems = list(problems or [])
     if figures["montage_feature"] not in config["features"]["names"]:
         problems.append(f"figures.montage_feature={figures['montage_feature']!r} is not in features.names")
-    if figures["montage_k"] not in config["clusters"]["k"]:
+    montage_ks = feature_ks(config, figures["montage_feature"])
+    if figures["montage_k"] not in montage_ks:
         problems.append(
-            f"figures.montage_k={figures['montage_k']} is not in clusters.k {config['clusters']['k']}"
+            f"figures.montage_k={figures['montage_k']} is not one of the k of "
+            f"{figures['montage_feature']} {montage_ks} (clusters.k, clusters.per_feature)"
         )
+    for feature, own in (config["pretext"].get("per_feature") or {}).items():
+        stray = [arch for arch in own.get("arch") or () if arch not in config["pretext"]["arch"]]
+        if stray:
+            problems.append(
+                f"pretext.per_feature.{feature}.arch names {stray}, not in pretext.arch "
+                f"{config['pretext']['arch']} (whose baselines and settings the models need)"
+            )
+    all_ks = {k for feature in config["features"]["names"] for k in feature_ks(config, feature)}
+    for arch in config["pretext"]["arch"]:
+        own = (config["pretext"]["per_arch"].get(arch) or {}).get("k")
+        if own is not None and not set(own) & all_ks:
+            problems.append(
+                f"pretext.per_arch.{arch}.k {own} leaves {arch} without a sound model: no feature is "
+                f"clustered at those k ({sorted(all_ks)}; clusters.k, clusters.per_feature)"
+            )
     sound_models = sound_model_names(config)
     if figures["activation_model"] not in sound_models:
         problems.append(
@@ -513,9 +552,10 @@ def _check_consistency(config: Mapping[str, Any], problems: list[str] | None = N
         for arch in config["pretext"]["arch"]
     ]  # fmt: skip
     sizes += [
-        ("voc.crop_size", voc["crop_size"], arch)
+        (f"voc.per_arch.{arch}.crop_size" if "crop_size" in voc["per_arch"].get(arch, {})
+         else "voc.crop_size", voc_section(config, arch)["crop_size"], arch)
         for arch in [*config["pretext"]["arch"], *external_archs(config)]
-    ]
+    ]  # fmt: skip
     for key, size, arch in dict.fromkeys(sizes):
         if size < MIN_INPUT_SIZE[arch]:
             problems.append(

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from soundsup.config import pretext_section
+from soundsup.config import pretext_section, voc_section
 
 NPY_HEADER_BYTES = 128  # numpy's .npy header for these arrays (version 1, padded to 64)
 
@@ -46,7 +46,7 @@ def pretext_minutes(n_pairs: int, arch: str, config: Mapping[str, Any], attempt:
 def finetune_minutes(arch: str, config: Mapping[str, Any], n_test: int = 4952, attempt: int = 1) -> int:
     """The time limit of one ``finetune_voc`` job, in minutes (training plus the test crops;
     "head" is cheaper than "all", both get the limit of "all")."""
-    voc, estimate = config["voc"], config["runtime_estimate"]
+    voc, estimate = voc_section(config, arch), config["runtime_estimate"]
     test_iterations = voc["test_augmentations"] * math.ceil(n_test / voc["batch_size"]) / 3  # no backward
     iterations = voc["iterations"] + test_iterations
     return _minutes(iterations / float(estimate["voc_iterations_per_second"][arch]), estimate, attempt)

@@ -97,13 +97,37 @@ def external_problem(name: str) -> str | None:
     return None
 
 
+def feature_ks(config: Mapping[str, Any], feature: str) -> list[int]:
+    """The numbers of clusters that ``feature`` is clustered into: ``clusters.per_feature[feature].k``
+    where the config sets it, else ``clusters.k``."""
+    own = ((config["clusters"].get("per_feature") or {}).get(feature) or {}).get("k")
+    return list(own if own is not None else config["clusters"]["k"])
+
+
+def feature_archs(config: Mapping[str, Any], feature: str) -> list[str]:
+    """The architectures trained on ``feature``'s clusters: ``pretext.per_feature[feature].arch``
+    where the config sets it, else ``pretext.arch``."""
+    own = ((config["pretext"].get("per_feature") or {}).get(feature) or {}).get("arch")
+    return list(own if own is not None else config["pretext"]["arch"])
+
+
+def arch_ks(config: Mapping[str, Any], arch: str, ks: Iterable[int]) -> list[int]:
+    """Those of ``ks`` that ``arch`` trains on: the ones in ``pretext.per_arch[arch].k`` where
+    the config sets it, else all of them."""
+    own = ((config["pretext"].get("per_arch") or {}).get(arch) or {}).get("k")
+    return [k for k in ks if own is None or k in own]
+
+
 def sound_model_names(config: Mapping[str, Any]) -> list[str]:
-    """The pretext models of a config: ``{feature}-k{k}-{arch}`` for every feature, k and arch."""
+    """The pretext models of a config: ``{feature}-k{k}-{arch}`` for every feature, each of its
+    k (:func:`feature_ks`) and each of its architectures (:func:`feature_archs`) that trains
+    at that k (:func:`arch_ks`)."""
     return [
         str(ModelName("sound", arch, feature=feature, k=k))
         for feature in config["features"]["names"]
-        for k in config["clusters"]["k"]
-        for arch in config["pretext"]["arch"]
+        for k in feature_ks(config, feature)
+        for arch in feature_archs(config, feature)
+        if arch_ks(config, arch, [k])
     ]
 
 

@@ -91,8 +91,41 @@ def test_figure_choices_follow_from_the_config_unless_set():
 def test_figure_choices_must_exist_in_the_dag():
     config = load("configs/test.yaml")
     config["figures"]["montage_k"] = 7
-    with pytest.raises(ConfigError, match=r"figures\.montage_k=7 is not in clusters\.k"):
+    with pytest.raises(ConfigError, match=r"figures\.montage_k=7 is not one of the k of texture \[3\]"):
         validate_config(config, SCHEMA)
+    # the montage feature's own k count, not the section's
+    config["figures"]["montage_k"] = 3
+    config["clusters"]["per_feature"] = {"texture": {"k": [5]}}
+    with pytest.raises(ConfigError, match=r"figures\.montage_k=3 is not one of the k of texture \[5\]"):
+        validate_config(config, SCHEMA)
+
+
+def test_a_feature_can_have_k_values_of_its_own():
+    from soundsup.names import feature_ks, sound_model_names
+
+    config = load("configs/test.yaml")
+    config["clusters"] = {"k": [4, 8], "per_feature": {"mfcc": {"k": [8]}}}
+    config["pretext"]["arch"] = ["alexnet", "resnet18"]
+    config = validate_config(config, SCHEMA)
+    assert feature_ks(config, "texture") == [4, 8] and feature_ks(config, "mfcc") == [8]
+    assert sound_model_names(config) == [
+        "texture-k4-alexnet", "texture-k4-resnet18", "texture-k8-alexnet", "texture-k8-resnet18",
+        "mfcc-k8-alexnet", "mfcc-k8-resnet18",
+    ]  # fmt: skip
+    # the montage defaults to a k its feature has; a k only the other feature has is refused
+    assert config["figures"]["montage_feature"] == "texture" and config["figures"]["montage_k"] == 8
+    config["clusters"]["per_feature"] = {"texture": {"k": [6]}}
+    config["figures"] = {"montage_k": 8}
+    with pytest.raises(ConfigError, match=r"figures\.montage_k=8 is not one of the k of texture \[6\]"):
+        validate_config(config, SCHEMA)
+    for bad, message in (
+        ({"mel": {"k": [4]}}, r"unknown config key clusters\.per_feature\.mel"),
+        ({"mfcc": {"n_init": 3}}, r"unknown config key clusters\.per_feature\.mfcc\.n_init"),
+        ({"mfcc": {"k": [1]}}, r"clusters\.per_feature\.mfcc\.k\.0: 1 is less than the minimum of 2"),
+        ({"mfcc": {"k": []}}, r"clusters\.per_feature\.mfcc\.k"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            validate_config({"clusters": {"per_feature": bad}}, SCHEMA)
 
 
 @pytest.mark.parametrize(
@@ -263,6 +296,14 @@ def test_numbers_take_their_schema_type():
         ),
         ({"pretext": {"per_arch": {"vgg": {"epochs": 2}}}}, r"unknown config key pretext\.per_arch\.vgg"),
         (
+            {"voc": {"per_arch": {"alexnet": {"crop_size": 56}}}},
+            r"voc\.per_arch\.alexnet\.crop_size=56 is below 63",
+        ),
+        (
+            {"voc": {"per_arch": {"resnet18": {"test_augmentations": 2}}}},
+            r"unknown config key voc\.per_arch\.resnet18\.test_augmentations",
+        ),
+        (
             {"voc": {"external": {"mine": {"arch": "resnet18"}}}},
             r"voc\.external\.mine: 'weights' is a required property",
         ),
@@ -399,6 +440,81 @@ def test_outside_checkpoints_need_names_the_grammar_can_carry(tmp_path):
         "weights": str(weights),
     }
     assert model_names(config)[-1] == "m-alexnet"
+
+
+def test_a_feature_can_be_trained_on_some_architectures_only():
+    from soundsup.config import pretext_section
+    from soundsup.names import feature_archs, sound_model_names
+
+    raw = {
+        "clusters": {"k": [4, 8], "per_feature": {"mfcc": {"k": [8]}}},
+        "pretext": {"arch": ["alexnet", "resnet18"], "per_feature": {"mfcc": {"arch": ["alexnet"]}}},
+    }
+    config = validate_config(raw, SCHEMA)
+    assert feature_archs(config, "mfcc") == ["alexnet"] and feature_archs(config, "texture") == [
+        "alexnet",
+        "resnet18",
+    ]
+    assert sound_model_names(config) == [
+        "texture-k4-alexnet", "texture-k4-resnet18", "texture-k8-alexnet", "texture-k8-resnet18",
+        "mfcc-k8-alexnet",
+    ]  # fmt: skip
+    assert "per_feature" not in pretext_section(config, "alexnet")  # it plans models, trains none
+    # an architecture outside pretext.arch would have no baseline and no settings
+    raw["pretext"]["arch"] = ["alexnet"]
+    raw["pretext"]["per_feature"] = {"mfcc": {"arch": ["resnet18"]}}
+    with pytest.raises(
+        ConfigError, match=r"pretext\.per_feature\.mfcc\.arch names \['resnet18'\], not in pretext\.arch"
+    ):
+        validate_config(raw, SCHEMA)
+    with pytest.raises(ConfigError, match=r"unknown config key pretext\.per_feature\.mfcc\.epochs"):
+        validate_config({"pretext": {"per_feature": {"mfcc": {"epochs": 3}}}}, SCHEMA)
+
+
+def test_an_architecture_can_train_on_some_k_only():
+    from soundsup.config import pretext_section
+    from soundsup.names import sound_model_names
+
+    raw = {
+        "clusters": {"k": [4, 8], "per_feature": {"mfcc": {"k": [8]}}},
+        "pretext": {
+            "arch": ["alexnet", "resnet18"],
+            "per_arch": {"resnet18": {"epochs": 6, "k": [8]}},
+            "per_feature": {"mfcc": {"arch": ["alexnet"]}},
+        },
+    }
+    config = validate_config(raw, SCHEMA)
+    assert sound_model_names(config) == [
+        "texture-k4-alexnet", "texture-k8-alexnet", "texture-k8-resnet18", "mfcc-k8-alexnet",
+    ]  # fmt: skip
+    resnet = pretext_section(config, "resnet18")
+    assert resnet["epochs"] == 6 and "k" not in resnet  # it plans models, trains none
+    # the activation figure's model defaults to one that is trained
+    raw["pretext"]["per_arch"] = {"alexnet": {"k": [4]}}
+    raw["figures"] = {"montage_k": 8}
+    config = validate_config(raw, SCHEMA)
+    assert config["figures"]["activation_model"] == "texture-k8-resnet18"
+    # a k no feature is clustered at leaves the architecture without a model
+    raw["pretext"]["per_arch"] = {"resnet18": {"k": [5]}}
+    with pytest.raises(
+        ConfigError, match=r"pretext\.per_arch\.resnet18\.k \[5\] leaves resnet18 without a sound model"
+    ):
+        validate_config(raw, SCHEMA)
+
+
+def test_voc_per_arch_keys_override_the_section_for_one_architecture():
+    from soundsup.config import voc_section
+    from soundsup.estimate import finetune_minutes
+
+    config = validate_config(
+        {"voc": {"iterations": 1000, "per_arch": {"resnet18": {"crop_size": 48, "iterations": 500}}}}, SCHEMA
+    )
+    resnet, alexnet = voc_section(config, "resnet18"), voc_section(config, "alexnet")
+    assert (resnet["crop_size"], resnet["iterations"]) == (48, 500) and "per_arch" not in resnet
+    assert (alexnet["crop_size"], alexnet["iterations"]) == (227, 1000)
+    config["runtime_estimate"]["minimum_minutes"] = 1
+    shorter = finetune_minutes("resnet18", config)
+    assert shorter < finetune_minutes("resnet18", {**config, "voc": {**config["voc"], "per_arch": {}}})
 
 
 def test_per_arch_keys_override_the_section_for_one_architecture():

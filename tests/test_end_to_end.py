@@ -184,6 +184,34 @@ RUNTIME_CHANGES = {
         ({"pretext__per_arch": {"alexnet": {"epochs": 3}}}, AFTER_PRETEXT),
         ({"pretext__per_arch": {"resnet18": {"epochs": 3}}}, {}),
         ({"pretext__per_arch": {"alexnet": {"epochs": 2}}}, {}),  # the section's own value
+        # voc keys of one architecture: only its fine-tunings (and, for the image size, its
+        # frozen features and everything that reads them).
+        (
+            {"voc__per_arch": {"alexnet": {"iterations": 30}}},
+            {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1},
+        ),
+        (
+            {"voc__per_arch": {"alexnet": {"crop_size": 72}}},
+            {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1, **frozen_jobs(3)},
+        ),
+        ({"voc__per_arch": {"resnet18": {"crop_size": 48}}}, {}),
+        ({"voc__per_arch": {"alexnet": {"lr_step": 10}}}, {}),  # the section's own value
+        # A feature's own k: only its clustering, models and what reads them; the others stay.
+        (
+            {"clusters__per_feature": {"mfcc": {"k": [4]}}},
+            {
+                "cluster_kmeans": 1,
+                "train_pretext": 1,
+                "finetune_voc": 2,
+                "tabulate_ap": 1,
+                "plot_results": 1,
+                "plot_training": 1,
+                **frozen_jobs(1),
+            },
+        ),
+        ({"clusters__per_feature": {"mfcc": {"k": [3]}}}, {}),  # the section's own k
+        ({"pretext__per_feature": {"mfcc": {"arch": ["alexnet"]}}}, {}),  # the section's own archs
+        ({"pretext__per_arch": {"alexnet": {"k": [3]}}}, {}),  # the section's own k
         # Keeping the fine-tuned networks: each run is redone once to write its network.
         ({"voc__keep_models": True}, {"finetune_voc": 6, "tabulate_ap": 1, "plot_results": 1}),
         *[({key: value}, {}) for key, value in RUNTIME_CHANGES.items()],
@@ -202,6 +230,14 @@ RUNTIME_CHANGES = {
         "per_arch alexnet",
         "per_arch of an architecture not trained",
         "per_arch as the section",
+        "voc per_arch iterations",
+        "voc per_arch crop_size",
+        "voc per_arch of an architecture not trained",
+        "voc per_arch as the section",
+        "per_feature k",
+        "per_feature as the section",
+        "per_feature archs as the section",
+        "per_arch k as the section",
         "voc.keep_models",
         *[key.replace("__", ".") for key in RUNTIME_CHANGES],
     ],

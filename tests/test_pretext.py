@@ -583,7 +583,7 @@ def test_the_train_pretext_adapter_trains_on_every_shard_and_names_its_model(tmp
             history=str(out / "history.jsonl"),
         ),
         params=Job(
-            pretext=rule_params_of(config, "pretext", exclude=("arch", "per_arch")),
+            pretext=rule_params_of(config, "pretext", exclude=("arch", "per_arch", "per_feature")),
             checkpoint=str(out / "checkpoint.pt"),
             seed=0,
         ),
