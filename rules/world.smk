@@ -43,6 +43,7 @@ else:
             wildcard_constraints:
                 split="eval|balanced_train|unbalanced_train",
             retries: 2
+            priority: PRETEXT_CHAIN
             conda:
                 "../envs/acquire.yaml"
             params:
@@ -57,6 +58,7 @@ else:
             log:
                 "logs/fetch_ontology.log",
             retries: 2
+            priority: PRETEXT_CHAIN
             conda:
                 "../envs/acquire.yaml"
             params:

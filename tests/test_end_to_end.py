@@ -361,19 +361,6 @@ def test_a_workstation_runs_one_gpu_job_per_card(finished_run, tmp_path, cards, 
     assert (second < first_end) is overlap, (first, first_end, second)
 
 
-def test_the_chain_to_the_pretext_models_goes_first(finished_run, tmp_path):
-    # On one core, a random baseline's fine-tuning (ready at once, the largest inputs) waits
-    # until the clustering and the pretext model it does not need are done: they are the
-    # critical path of every other job.
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run, symlinks=True)
-    targets = ("results/voc/random-alexnet/head/seed0/ap.csv", "results/pretext/texture/k3/alexnet/model.pt")
-    forced = ("--forcerun", "cluster_kmeans", "finetune_voc")
-    result = snakemake(run, TEST_CONFIG, "--cores", "1", *targets, *forced)
-    started = re.findall(r"^rule (\w+):", result.stdout + result.stderr, re.M)
-    assert started == ["cluster_kmeans", "train_pretext", "finetune_voc"], started
-
-
 def test_a_pair_window_change_downloads_nothing(finished_run, tmp_path):
     """Cached clips are valid by their segment, not by the pairs cut from them."""
     changed = write_config(TEST_CONFIG, tmp_path / "changed.yaml", pairs__window_s=3.0)

@@ -1,5 +1,6 @@
 """The Snakemake workflow as a user drives it: lint, planning offline, conda envs."""
 
+import collections
 import os
 import re
 import shutil
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, job_stats, local_rules, planned_jobs, snakemake
+from workflow_helpers import REPO, job_stats, local_rules, planned_jobs, rule_priorities, snakemake
 
 RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
 
@@ -99,6 +100,29 @@ def test_every_rule_names_an_existing_pinned_conda_env():
             for item in items:
                 if item != "pip":
                     assert re.search(r"==?\d", item), f"{env_path.name}: {item!r} is not pinned"
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "configs/demo.yaml", "configs/test.yaml"])
+def test_the_rules_that_lead_to_a_pretext_model_go_first(tmp_path, configfile):
+    # Everything downstream waits for a pretext model, so the rules it needs, and only those,
+    # have a higher priority: on two cores the scheduler otherwise ran the random baselines
+    # first (their jobs have the largest inputs) and the pretext models late.
+    graph = snakemake(tmp_path, REPO / configfile, "--rulegraph").stdout
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', graph, re.M))
+    parents = collections.defaultdict(set)
+    for parent, child in re.findall(r"^\s*(\d+) -> (\d+)", graph, re.M):
+        parents[names[child]].add(names[parent])
+    chain, todo = set(), ["train_pretext"]
+    while todo:
+        rule = todo.pop()
+        if rule not in chain:
+            chain.add(rule)
+            todo.extend(parents[rule])
+    assert {"select_segments", "cluster_kmeans"} < chain and "finetune_voc" not in chain
+    priorities = rule_priorities(tmp_path, REPO / configfile)
+    planned = set(names.values())
+    assert {rule for rule in planned if priorities[rule] > 0} == chain, priorities
+    assert min(priorities[rule] for rule in chain) > max(priorities[rule] for rule in planned - chain)
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed (make system-deps)")

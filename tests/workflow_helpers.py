@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -80,9 +82,8 @@ def write_config(base: Path, destination: Path, **changes) -> Path:
     return destination
 
 
-def local_rules(workdir: Path, configfile: Path) -> tuple[set[str], set[str]]:
-    """(every rule, the localrules) of the workflow under ``configfile``, read through
-    Snakemake's own API (a dry run cannot tell: it prints every job as "rule")."""
+def _loaded_workflow(workdir: Path, configfile: Path, read: Callable[[Any], Any]) -> Any:
+    """``read(workflow)`` of the workflow under ``configfile``, loaded through Snakemake's own API."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
@@ -96,6 +97,25 @@ def local_rules(workdir: Path, configfile: Path) -> tuple[set[str], set[str]]:
                 snakefile=REPO / "Snakefile",
                 workdir=workdir,
             )._workflow
-            return {rule.name for rule in workflow.rules}, set(workflow._localrules)
+            return read(workflow)
     finally:
         os.chdir(previous)
+
+
+def local_rules(workdir: Path, configfile: Path) -> tuple[set[str], set[str]]:
+    """(every rule, the localrules) of the workflow under ``configfile`` (a dry run cannot
+    tell: it prints every job as "rule")."""
+
+    def read(workflow: Any) -> tuple[set[str], set[str]]:
+        return {rule.name for rule in workflow.rules}, set(workflow._localrules)
+
+    return _loaded_workflow(workdir, configfile, read)
+
+
+def _priorities(workflow: Any) -> dict[str, int]:
+    return {rule.name: rule.priority for rule in workflow.rules}
+
+
+def rule_priorities(workdir: Path, configfile: Path) -> dict[str, int]:
+    """{rule: its Snakemake priority} of the workflow under ``configfile``."""
+    return _loaded_workflow(workdir, configfile, _priorities)
