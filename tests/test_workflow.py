@@ -41,10 +41,12 @@ def test_frozen_evaluations_cover_every_model_and_layer(tmp_path):
     assert jobs["extract_frozen_features"] == 32 and jobs["score_knn"] == 32
     assert jobs["train_svm"] == 16 * 8 + 16 * 4 and jobs["train_lowshot_svm"] == 32 * 2
     assert jobs["fetch_imagenet_weights"] == 2 and "finetune_voc" not in jobs
-    # the demo: two SVM layers per architecture
+    # the demo: texture at k 4 and 8 on AlexNet and at 8 on ResNet-18, MFCC at 8 on AlexNet,
+    # random for each architecture; two SVM layers per model
     demo = planned_jobs(tmp_path, REPO / "configs" / "demo.yaml")
-    assert demo["extract_frozen_features"] == 10 and demo["train_svm"] == 5 * 2 + 5 * 2
-    assert demo["train_lowshot_svm"] == 10 and demo["tabulate_frozen"] == 1 and demo["plot_frozen"] == 1
+    assert demo["extract_frozen_features"] == 6 and demo["train_svm"] == 4 * 2 + 2 * 2
+    assert demo["train_lowshot_svm"] == 6 and demo["tabulate_frozen"] == 1 and demo["plot_frozen"] == 1
+    assert demo["cluster_kmeans"] == 3 and demo["train_pretext"] == 4 and demo["finetune_voc"] == 12
 
 
 def test_demo_dag_has_every_stage(tmp_path):
