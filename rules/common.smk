@@ -199,12 +199,17 @@ def model_spec(model):
     return ModelName.parse(model)
 
 
-def pretext_model_path(model):
-    """The pretext model file of a sound model (an empty list for baselines)."""
+def pretext_file(model, name):
+    """File ``name`` of a sound model's pretext training (an empty list for baselines)."""
     spec = model_spec(model)
     if spec.init != "sound":
         return []
-    return f"results/pretext/{spec.feature}/k{spec.k}/{spec.arch}/model.pt"
+    return f"results/pretext/{spec.feature}/k{spec.k}/{spec.arch}/{name}"
+
+
+def pretext_model_path(model):
+    """The pretext model file of a sound model (an empty list for baselines)."""
+    return pretext_file(model, "model.pt")
 
 
 def pretext_model(wildcards):

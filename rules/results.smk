@@ -104,8 +104,7 @@ rule plot_activations:
 rule plot_training:
     input:
         histories=[
-            pretext_model_path(name).replace("model.pt", "history.jsonl")
-            for name in sound_model_names(config)
+            pretext_file(name, "history.jsonl") for name in sound_model_names(config)
         ],
     output:
         report(

@@ -23,7 +23,7 @@ import dataclasses
 import math
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,11 +34,11 @@ import yaml
 from soundsup.names import (
     MIN_INPUT_SIZE,
     TEXTURE_SAMPLE_RATE,
-    arch_ks,
     external_problem,
     feature_archs,
     feature_ks,
     sound_model_names,
+    trains_at,
 )
 
 
@@ -287,7 +287,7 @@ def _derive_figures(config: dict) -> None:
         figures["montage_k"] = 15 if 15 in ks else ks[len(ks) // 2]
     if figures["activation_model"] is None:
         feature, k = figures["montage_feature"], figures["montage_k"]
-        archs = [arch for arch in feature_archs(config, feature) if arch_ks(config, arch, [k])]
+        archs = [arch for arch in feature_archs(config, feature) if trains_at(config, arch, k)]
         archs = archs or feature_archs(config, feature)  # none at that k: _check_consistency says so
         arch = "alexnet" if "alexnet" in archs else archs[0]
         figures["activation_model"] = f"{feature}-k{k}-{arch}"
@@ -332,23 +332,28 @@ def runtime_settings(config: Mapping[str, Any], schema: Mapping[str, Any], secti
     return {key: value for key, value in _section(config, section).items() if key in runtime}
 
 
+def _arch_section(config: Mapping[str, Any], section: str, arch: str, plan_keys: Sequence[str] = ()) -> dict:
+    """Section ``section`` as a job of a model of ``arch`` sees it: ``{section}.per_arch[arch]``
+    over the section's own values, without ``per_arch`` itself nor ``plan_keys`` (keys that say
+    which models exist, not how one is made), in the section or in the override."""
+    values = dict(config[section])
+    overrides = dict((values.pop("per_arch", {}) or {}).get(arch) or {})
+    for key in plan_keys:
+        values.pop(key, None)
+        overrides.pop(key, None)
+    return {**values, **overrides}
+
+
 def pretext_section(config: Mapping[str, Any], arch: str) -> dict:
-    """The pretext section as a train_pretext job of ``arch`` sees it: ``pretext.per_arch[arch]``
-    over the section's own values, without ``per_arch`` and ``per_feature`` themselves (nor
-    ``per_arch[arch].k``: they say which models exist, not how one trains)."""
-    pretext = dict(config["pretext"])
-    pretext.pop("per_feature", None)  # which models exist, not how one trains
-    overrides = dict((pretext.pop("per_arch", {}) or {}).get(arch) or {})
-    overrides.pop("k", None)  # which models exist too
-    return {**pretext, **overrides}
+    """The pretext section as a train_pretext job of ``arch`` sees it (:func:`_arch_section`;
+    ``per_feature`` and ``per_arch[arch].k`` plan models, they do not train one)."""
+    return _arch_section(config, "pretext", arch, plan_keys=("per_feature", "k"))
 
 
 def voc_section(config: Mapping[str, Any], arch: str) -> dict:
-    """The voc section as a fine-tuning or frozen-feature job of a model of ``arch`` sees it:
-    ``voc.per_arch[arch]`` over the section's own values, without ``per_arch`` itself."""
-    voc = dict(config["voc"])
-    overrides = voc.pop("per_arch", {}) or {}
-    return {**voc, **(overrides.get(arch) or {})}
+    """The voc section as a fine-tuning or frozen-feature job of a model of ``arch`` sees it
+    (:func:`_arch_section`)."""
+    return _arch_section(config, "voc", arch)
 
 
 def build_settings(cls: type, values: Mapping[str, Any]) -> Any:

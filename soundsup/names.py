@@ -111,23 +111,23 @@ def feature_archs(config: Mapping[str, Any], feature: str) -> list[str]:
     return list(own if own is not None else config["pretext"]["arch"])
 
 
-def arch_ks(config: Mapping[str, Any], arch: str, ks: Iterable[int]) -> list[int]:
-    """Those of ``ks`` that ``arch`` trains on: the ones in ``pretext.per_arch[arch].k`` where
-    the config sets it, else all of them."""
+def trains_at(config: Mapping[str, Any], arch: str, k: int) -> bool:
+    """Whether ``arch`` trains on clusterings of ``k``: ``k`` is in ``pretext.per_arch[arch].k``
+    where the config sets it; every k where it does not."""
     own = ((config["pretext"].get("per_arch") or {}).get(arch) or {}).get("k")
-    return [k for k in ks if own is None or k in own]
+    return own is None or k in own
 
 
 def sound_model_names(config: Mapping[str, Any]) -> list[str]:
     """The pretext models of a config: ``{feature}-k{k}-{arch}`` for every feature, each of its
     k (:func:`feature_ks`) and each of its architectures (:func:`feature_archs`) that trains
-    at that k (:func:`arch_ks`)."""
+    at that k (:func:`trains_at`)."""
     return [
         str(ModelName("sound", arch, feature=feature, k=k))
         for feature in config["features"]["names"]
         for k in feature_ks(config, feature)
         for arch in feature_archs(config, feature)
-        if arch_ks(config, arch, [k])
+        if trains_at(config, arch, k)
     ]
 
 
